@@ -1,0 +1,172 @@
+"""The chip's number formats and arithmetic, bit-exact and independent of batch shape.
+
+Every function takes arrays whose last axis is the lanes and any leading axes, so the cycle-accurate
+executor (one vector) and a tensor-at-a-time executor (many vectors) get the same bits.
+Rules (documented in docs/chip.md):
+- integer ops wrap (modulo) unless saturating; float->int casts round to nearest even and saturate;
+- fp16 arithmetic is computed exactly in float64 and rounded once to fp16;
+- fp32 transcendental functions (exp, tanh, rsqrt) are computed in float64 and rounded once to fp32;
+- the MXM sums 320 exact products and rounds once to fp32 (ISCA20), then accumulates in fp32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from openlpu.errors import UserError
+
+DTYPES: dict[str, np.dtype] = {
+    "int8": np.dtype("<i1"),
+    "int16": np.dtype("<i2"),
+    "int32": np.dtype("<i4"),
+    "fp16": np.dtype("<f2"),
+    "fp32": np.dtype("<f4"),
+}
+INT_DTYPES = ("int8", "int16", "int32")
+FLOAT_DTYPES = ("fp16", "fp32")
+
+
+def dtype_of(name: str) -> np.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise UserError(f"unknown dtype {name!r}: use one of {', '.join(DTYPES)}.") from None
+
+
+def width(name: str) -> int:
+    """Bytes per element = streams per vector (a stream carries one byte per lane)."""
+    return DTYPES[name].itemsize
+
+
+def to_planes(values: np.ndarray, dtype: str) -> np.ndarray:
+    """Elements [..., lanes] -> byte planes [width, ..., lanes] (plane 0 = least significant byte)."""
+    raw = np.ascontiguousarray(values, dtype=DTYPES[dtype]).view(np.uint8)
+    raw = raw.reshape(*values.shape, width(dtype))
+    return np.moveaxis(raw, -1, 0)
+
+
+def from_planes(planes, dtype: str) -> np.ndarray:
+    """Byte planes (a sequence of [..., lanes] uint8 arrays) -> elements [..., lanes] of `dtype`."""
+    stacked = np.stack(planes, axis=-1)
+    return stacked.view(DTYPES[dtype])[..., 0]
+
+
+# ---- elementwise arithmetic ----
+
+def _int_range(dtype: str) -> tuple[int, int]:
+    info = np.iinfo(DTYPES[dtype])
+    return int(info.min), int(info.max)
+
+
+def _finish(exact: np.ndarray, dtype: str, saturate: bool) -> np.ndarray:
+    """Round an exactly computed result (int64 or float64) into `dtype`."""
+    if dtype in INT_DTYPES:
+        if saturate:
+            lo, hi = _int_range(dtype)
+            exact = np.clip(exact, lo, hi)
+        return exact.astype(DTYPES[dtype])  # int64 -> narrower int wraps (modulo)
+    return exact.astype(DTYPES[dtype])
+
+
+def _wide(a: np.ndarray, dtype: str) -> np.ndarray:
+    return a.astype(np.int64) if dtype in INT_DTYPES else a.astype(np.float64)
+
+
+def binary(op: str, a: np.ndarray, b: np.ndarray, dtype: str, saturate: bool = False) -> np.ndarray:
+    if dtype == "fp32" and op in ("add", "sub", "mul"):
+        # IEEE fp32 arithmetic is already one correct rounding.
+        return {"add": np.add, "sub": np.subtract, "mul": np.multiply}[op](a, b).astype(np.float32)
+    x, y = _wide(a, dtype), _wide(b, dtype)
+    if op == "add":
+        r = x + y
+    elif op == "sub":
+        r = x - y
+    elif op == "mul":
+        r = x * y
+    elif op == "max":
+        r = np.maximum(x, y)
+    elif op == "min":
+        r = np.minimum(x, y)
+    else:
+        raise ValueError(op)
+    return _finish(r, dtype, saturate)
+
+
+def unary(op: str, a: np.ndarray, dtype: str, saturate: bool = False) -> np.ndarray:
+    x = _wide(a, dtype)
+    if op == "mov":
+        return a.astype(DTYPES[dtype])
+    if op == "neg":
+        r = -x
+    elif op == "abs":
+        r = np.abs(x)
+    elif op == "relu":
+        r = np.maximum(x, 0)
+    else:
+        if dtype not in FLOAT_DTYPES:
+            raise UserError(f"{op} needs a float dtype (fp16 or fp32), not {dtype}: cast first.")
+        with np.errstate(all="ignore"):
+            if op == "exp":
+                r = np.exp(x)
+            elif op == "tanh":
+                r = np.tanh(x)
+            elif op == "rsqrt":
+                r = 1.0 / np.sqrt(x)
+            else:
+                raise ValueError(op)
+    return _finish(r, dtype, saturate)
+
+
+def cast(a: np.ndarray, src: str, dst: str, round_mode: str = "nearest") -> np.ndarray:
+    """Type conversion. Float -> int rounds (nearest even, or toward zero) and saturates; NaN -> 0."""
+    if dst in FLOAT_DTYPES:
+        return _wide(a, src).astype(DTYPES[dst])
+    if src in INT_DTYPES:
+        return _finish(a.astype(np.int64), dst, saturate=True)
+    x = a.astype(np.float64)
+    x = np.rint(x) if round_mode == "nearest" else np.trunc(x)
+    lo, hi = _int_range(dst)
+    x = np.nan_to_num(np.clip(x, lo, hi), nan=0.0)
+    return x.astype(np.int64).astype(DTYPES[dst])
+
+
+# ---- the MXM ----
+
+def int8_dot(acts: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """[..., K] int8 x [N, K] int8 -> [..., N] int32 (A . W^T, as GroqAPI computes).
+
+    |sum| <= 320 * 2^14 < 2^24, so float32 BLAS is exact whatever its summation order.
+    """
+    if acts.shape[-1] * 128 * 128 >= 2**24:
+        return (acts.astype(np.int64) @ weights.astype(np.int64).T).astype(np.int32)
+    return (acts.astype(np.float32) @ weights.astype(np.float32).T).astype(np.int32)
+
+
+_FP16_SCALE = 2.0**24  # every finite fp16 times 2^24 is an integer of at most 41 bits
+_SPLIT = 2.0**20
+
+
+def fp16_dot(acts: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """[..., K] fp16 x [N, K] fp16 -> [..., N] fp32: exact sum of products, rounded once.
+
+    Each operand, scaled to an integer, is split into 20-bit halves; the three partial matmuls are
+    sums of at most 2^49-sized integers, exact in float64 in any order, so the result does not
+    depend on BLAS blocking or on how many vectors are computed at once.
+    """
+    a = acts.astype(np.float64)
+    w = weights.astype(np.float64)
+    if not (np.isfinite(a).all() and np.isfinite(w).all()):
+        with np.errstate(all="ignore"):
+            return (a @ w.T).astype(np.float32)
+    a *= _FP16_SCALE
+    w *= _FP16_SCALE
+    a_hi = np.trunc(a / _SPLIT)
+    a_lo = a - a_hi * _SPLIT
+    w_hi = np.trunc(w / _SPLIT)
+    w_lo = w - w_hi * _SPLIT
+    hh = a_hi @ w_hi.T
+    mid = np.concatenate([a_hi, a_lo], axis=-1) @ np.concatenate([w_lo, w_hi], axis=-1).T
+    ll = a_lo @ w_lo.T
+    # hh, mid and ll are exact integers; combining them rounds deterministically, elementwise.
+    total = (hh * (_SPLIT * _SPLIT) + mid * _SPLIT) + ll
+    return (total / (_FP16_SCALE * _FP16_SCALE)).astype(np.float32)

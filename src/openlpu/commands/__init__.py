@@ -1,0 +1,1 @@
+"""Subcommands of the `openlpu` command, one module each (see `openlpu.cli.COMMANDS`)."""

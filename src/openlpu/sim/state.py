@@ -1,0 +1,114 @@
+"""The architectural state of one chip while a program runs: SRAM, stream registers, unit state.
+
+Stream registers are kept per characteristic line, not per slice: an eastward value written at position
+p in cycle t is at position p + (c - t) in cycle c, so everything on the line `p - t` moves together
+and the register at (x, c) holds the latest value written on line x - c (x + c westward). A write is
+one dict store, a read one lookup, and idle cycles cost nothing; lines that have left the chip are
+pruned, so memory does not grow with cycles.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from openlpu.chip import numerics as nx
+from openlpu.chip.operands import EAST, Ref
+from openlpu.chip.program import Program
+from openlpu.errors import UserError
+
+
+class Plane:
+    """One MXM plane: weight buffer (being loaded), installed weights, activation buffers, accumulators."""
+
+    def __init__(self, chip):
+        n = chip.mxm_size
+        self.buffer = np.zeros((n, n), np.uint8)
+        self.weights: np.ndarray | None = None
+        self.mode: str | None = None
+        self.act: dict[int, np.ndarray] = {}
+        self.acc_int = np.zeros((chip.mxm_acc_slots, n), np.int32)
+        self.acc_fp = np.zeros((chip.mxm_acc_slots, n), np.float32)
+
+
+class ChipState:
+    PRUNE_EVERY = 1 << 14
+
+    def __init__(self, program: Program):
+        chip = program.chip
+        self.chip = chip
+        self.lanes = chip.lanes
+        self.positions = len(chip.floorplan)
+        self.zero = np.zeros(chip.lanes, np.uint8)
+        self.lines: list[list[dict[int, np.ndarray]]] = [
+            [{} for _ in range(chip.streams_per_direction)] for _ in range(2)
+        ]
+        self.mem = {s: np.zeros((chip.mem_addresses, chip.lanes), np.uint8)
+                    for s in chip.floorplan if s.startswith("MEM")}
+        self.mxm = [Plane(chip) for _ in range(chip.mxm_planes)]
+        self.alu: dict[int, np.ndarray] = {}
+        self.links: dict[int, deque] = {}
+        self.deskewed: set[int] = set()
+        self.config: dict[str, str] = {}
+        self.maps = {k: np.asarray(v, dtype=np.int64) for k, v in program.maps.items()}
+        self.writes = 0
+        for t in program.tensors.values():
+            self.store_tensor(t, program.initial_value(t))
+
+    # ---- tensors in SRAM (byte planes in one slice each) ----
+    def store_tensor(self, t, value: np.ndarray) -> None:
+        for b, plane in enumerate(nx.to_planes(value, t.dtype)):
+            self.mem[t.slices[b]][t.addr:t.addr + t.rows] = plane
+
+    def load_tensor(self, t) -> np.ndarray:
+        return nx.from_planes([self.mem[s][t.addr:t.addr + t.rows] for s in t.slices], t.dtype)
+
+    # ---- streams ----
+    def read(self, ref: Ref, dtype: str, pos: int, cycle: int) -> np.ndarray:
+        if ref.kind == "alu":
+            value = self.alu.get(ref.index)
+            return np.zeros(self.lanes, nx.DTYPES[dtype]) if value is None else value
+        d = 0 if ref.kind == EAST else 1
+        key = pos - cycle if d == 0 else pos + cycle
+        lines = self.lines[d]
+        w = nx.DTYPES[dtype].itemsize
+        if w == 1:
+            return lines[ref.index].get(key, self.zero).view(nx.DTYPES[dtype])
+        return nx.from_planes([lines[ref.index + i].get(key, self.zero) for i in range(w)], dtype)
+
+    def write(self, ref: Ref, dtype: str, pos: int, cycle: int, value: np.ndarray) -> None:
+        d = 0 if ref.kind == EAST else 1
+        key = pos - cycle if d == 0 else pos + cycle
+        lines = self.lines[d]
+        if nx.DTYPES[dtype].itemsize == 1:
+            lines[ref.index][key] = value.view(np.uint8)
+        else:
+            for i, plane in enumerate(nx.to_planes(value, dtype)):
+                lines[ref.index + i][key] = plane
+        self.writes += 1
+        if self.writes % self.PRUNE_EVERY == 0:
+            self.prune(cycle)
+
+    def prune(self, cycle: int) -> None:
+        """Forget lines that have left the chip: east past the last slice, west past the first."""
+        last = self.positions - 1
+        for d, lines in enumerate(self.lines):
+            for line in lines:
+                dead = [k for k in line if (k + cycle > last if d == 0 else k - cycle < 0)]
+                for k in dead:
+                    del line[k]
+
+    def live_values(self) -> int:
+        return sum(len(line) for lines in self.lines for line in lines)
+
+    # ---- C2C loopback links ----
+    def link_send(self, link: int, cycle: int, payload: np.ndarray) -> None:
+        self.links.setdefault(link, deque()).append((cycle + self.chip.c2c_loopback_cycles, payload))
+
+    def link_receive(self, link: int, cycle: int) -> np.ndarray:
+        queue = self.links.get(link)
+        if not queue or queue[0][0] > cycle:
+            nxt = f"; the next arrives at cycle {queue[0][0]}" if queue else ""
+            raise UserError(f"RECEIVE on link {link} at cycle {cycle}: nothing has arrived{nxt}.")
+        return queue.popleft()[1]
