@@ -59,6 +59,8 @@ def assemble(text: str, chip: ChipSpec | str | None = None, where: str = "<asm>"
         rest = rest.strip()
         rest_col = col + len(head) + (len(stripped[len(head):]) - len(stripped[len(head):].lstrip()))
         if head == ".chip":
+            if spec is not None and chip is None:
+                _fail(where, lineno, col, "`.chip` must come before any .tensor or .queue line")
             if chip is not None and rest != spec.name:
                 _fail(where, lineno, rest_col, f"the file is for chip {rest!r} but {spec.name!r} was asked for")
             try:

@@ -254,7 +254,8 @@ def _iw_read(st, ex, inputs):
 
 
 def _iw_commit(st, ex, payload):
-    st.mxm[ex.unit].mode, st.mxm[ex.unit].weights = payload
+    mode, weights = payload
+    st.mxm[ex.unit].mode, st.mxm[ex.unit].kernel = mode, nx.mxm_kernel(mode, weights)
     return []
 
 
@@ -272,19 +273,17 @@ def _acc_read(st, ex, inputs):
             f"{plane.mode or 'none'}: issue IW {dt} first."
         )
     src = ex.args["src"]
-    act = plane.act[src.index] if src.kind == "b" else inputs[0]
-    return nx.int8_dot(act, plane.weights) if dt == "int8" else nx.fp16_dot(act, plane.weights)
+    return plane.kernel(plane.act[src.index] if src.kind == "b" else inputs[0])
 
 
 def _acc_commit(st, ex, product):
     plane = st.mxm[ex.unit]
     slot = ex.args["slot"]
+    acc = plane.accumulators(_ACC_DTYPE[ex.args["dtype"]])
     if ex.args["mode"] == "acc":
-        if ex.args["dtype"] == "int8":
-            product = (plane.acc_int[slot].astype(np.int64) + product).astype(np.int32)
-        else:
-            product = plane.acc_fp[slot] + product
-    (plane.acc_int if ex.args["dtype"] == "int8" else plane.acc_fp)[slot] = product
+        with np.errstate(over="ignore"):
+            product = acc[slot] + product  # int32 wraps, fp32 rounds once
+    acc[slot] = product
     return [product] if ex.args["dst"] is not None else []
 
 

@@ -38,17 +38,20 @@ def width(name: str) -> int:
     return DTYPES[name].itemsize
 
 
-def to_planes(values: np.ndarray, dtype: str) -> np.ndarray:
-    """Elements [..., lanes] -> byte planes [width, ..., lanes] (plane 0 = least significant byte)."""
-    raw = np.ascontiguousarray(values, dtype=DTYPES[dtype]).view(np.uint8)
-    raw = raw.reshape(*values.shape, width(dtype))
-    return np.moveaxis(raw, -1, 0)
+def to_planes(values: np.ndarray, dtype: str) -> list[np.ndarray]:
+    """Elements [..., lanes] -> byte planes, each [..., lanes] uint8 (plane 0 = least significant byte)."""
+    w = DTYPES[dtype].itemsize
+    raw = np.ascontiguousarray(values, dtype=DTYPES[dtype]).view(np.uint8).reshape(*values.shape, w)
+    return [raw[..., i] for i in range(w)]
 
 
 def from_planes(planes, dtype: str) -> np.ndarray:
     """Byte planes (a sequence of [..., lanes] uint8 arrays) -> elements [..., lanes] of `dtype`."""
-    stacked = np.stack(planes, axis=-1)
-    return stacked.view(DTYPES[dtype])[..., 0]
+    first = planes[0]
+    out = np.empty((*first.shape, len(planes)), np.uint8)
+    for i, plane in enumerate(planes):
+        out[..., i] = plane
+    return out.view(DTYPES[dtype])[..., 0]
 
 
 # ---- elementwise arithmetic ----
@@ -132,41 +135,61 @@ def cast(a: np.ndarray, src: str, dst: str, round_mode: str = "nearest") -> np.n
 
 # ---- the MXM ----
 
-def int8_dot(acts: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """[..., K] int8 x [N, K] int8 -> [..., N] int32 (A . W^T, as GroqAPI computes).
+class Int8Kernel:
+    """[..., K] int8 x installed [N, K] int8 -> [..., N] int32 (A . W^T, as GroqAPI computes).
 
-    |sum| <= 320 * 2^14 < 2^24, so float32 BLAS is exact whatever its summation order.
+    |sum| <= K * 2^14 < 2^24 for K <= 1024, so float32 BLAS is exact whatever its summation order.
     """
-    if acts.shape[-1] * 128 * 128 >= 2**24:
-        return (acts.astype(np.int64) @ weights.astype(np.int64).T).astype(np.int32)
-    return (acts.astype(np.float32) @ weights.astype(np.float32).T).astype(np.int32)
+
+    def __init__(self, weights: np.ndarray):
+        self.weights = weights
+        self.exact_in_fp32 = weights.shape[1] * 2**14 < 2**24
+        self.wt = weights.T.astype(np.float32 if self.exact_in_fp32 else np.int64)
+
+    def __call__(self, acts: np.ndarray) -> np.ndarray:
+        return (acts.astype(self.wt.dtype) @ self.wt).astype(np.int32)
 
 
 _FP16_SCALE = 2.0**24  # every finite fp16 times 2^24 is an integer of at most 41 bits
 _SPLIT = 2.0**20
 
 
-def fp16_dot(acts: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """[..., K] fp16 x [N, K] fp16 -> [..., N] fp32: exact sum of products, rounded once.
+def _split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """fp16 values -> (high, low) integer halves of x * 2^24 = high * 2^20 + low, as float64."""
+    scaled = x.astype(np.float64) * _FP16_SCALE
+    hi = np.trunc(scaled / _SPLIT)
+    return hi, scaled - hi * _SPLIT
+
+
+class Fp16Kernel:
+    """[..., K] fp16 x installed [N, K] fp16 -> [..., N] fp32: exact sum of products, rounded once.
 
     Each operand, scaled to an integer, is split into 20-bit halves; the three partial matmuls are
-    sums of at most 2^49-sized integers, exact in float64 in any order, so the result does not
-    depend on BLAS blocking or on how many vectors are computed at once.
+    sums of integers below 2^49, exact in float64 in any order, so the result depends neither on BLAS
+    blocking nor on how many vectors are computed at once.
     """
-    a = acts.astype(np.float64)
-    w = weights.astype(np.float64)
-    if not (np.isfinite(a).all() and np.isfinite(w).all()):
-        with np.errstate(all="ignore"):
-            return (a @ w.T).astype(np.float32)
-    a *= _FP16_SCALE
-    w *= _FP16_SCALE
-    a_hi = np.trunc(a / _SPLIT)
-    a_lo = a - a_hi * _SPLIT
-    w_hi = np.trunc(w / _SPLIT)
-    w_lo = w - w_hi * _SPLIT
-    hh = a_hi @ w_hi.T
-    mid = np.concatenate([a_hi, a_lo], axis=-1) @ np.concatenate([w_lo, w_hi], axis=-1).T
-    ll = a_lo @ w_lo.T
-    # hh, mid and ll are exact integers; combining them rounds deterministically, elementwise.
-    total = (hh * (_SPLIT * _SPLIT) + mid * _SPLIT) + ll
-    return (total / (_FP16_SCALE * _FP16_SCALE)).astype(np.float32)
+
+    def __init__(self, weights: np.ndarray):
+        self.weights = weights
+        self.finite = bool(np.isfinite(weights).all())
+        w_hi, w_lo = _split(weights)
+        self.w_hi_t = np.ascontiguousarray(w_hi.T)
+        self.w_mid_t = np.ascontiguousarray(np.concatenate([w_lo, w_hi], axis=-1).T)
+        self.w_lo_t = np.ascontiguousarray(w_lo.T)
+
+    def __call__(self, acts: np.ndarray) -> np.ndarray:
+        if not (self.finite and np.isfinite(acts).all()):
+            with np.errstate(all="ignore"):
+                return (acts.astype(np.float64) @ self.weights.astype(np.float64).T).astype(np.float32)
+        a_hi, a_lo = _split(acts)
+        hh = a_hi @ self.w_hi_t
+        mid = np.concatenate([a_hi, a_lo], axis=-1) @ self.w_mid_t
+        ll = a_lo @ self.w_lo_t
+        # hh, mid and ll are exact integers; combining them rounds deterministically, elementwise.
+        total = (hh * (_SPLIT * _SPLIT) + mid * _SPLIT) + ll
+        return (total / (_FP16_SCALE * _FP16_SCALE)).astype(np.float32)
+
+
+def mxm_kernel(dtype: str, weights: np.ndarray):
+    """The multiply an MXM plane performs once `weights` ([N, K], int8 or fp16) are installed."""
+    return Int8Kernel(weights) if dtype == "int8" else Fp16Kernel(weights)

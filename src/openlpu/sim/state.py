@@ -23,13 +23,31 @@ class Plane:
     """One MXM plane: weight buffer (being loaded), installed weights, activation buffers, accumulators."""
 
     def __init__(self, chip):
-        n = chip.mxm_size
-        self.buffer = np.zeros((n, n), np.uint8)
-        self.weights: np.ndarray | None = None
+        self.chip = chip
+        self.buffer = np.zeros((chip.mxm_size, chip.mxm_size), np.uint8)
+        self.kernel = None  # the installed weights, ready to multiply (numerics.mxm_kernel)
         self.mode: str | None = None
         self.act: dict[int, np.ndarray] = {}
-        self.acc_int = np.zeros((chip.mxm_acc_slots, n), np.int32)
-        self.acc_fp = np.zeros((chip.mxm_acc_slots, n), np.float32)
+        self._acc: dict[str, np.ndarray] = {}
+
+    def accumulators(self, dtype: str) -> np.ndarray:
+        """int32 (int8 mode) or fp32 (fp16 mode) accumulator slots, allocated on first use."""
+        acc = self._acc.get(dtype)
+        if acc is None:
+            acc = self._acc[dtype] = np.zeros((self.chip.mxm_acc_slots, self.chip.mxm_size), nx.DTYPES[dtype])
+        return acc
+
+
+class Sram(dict):
+    """MEM slice name -> [addresses, lanes] bytes, allocated when a program first touches the slice."""
+
+    def __init__(self, chip):
+        super().__init__()
+        self.shape = (chip.mem_addresses, chip.lanes)
+
+    def __missing__(self, slice_: str) -> np.ndarray:
+        value = self[slice_] = np.zeros(self.shape, np.uint8)
+        return value
 
 
 class ChipState:
@@ -44,8 +62,7 @@ class ChipState:
         self.lines: list[list[dict[int, np.ndarray]]] = [
             [{} for _ in range(chip.streams_per_direction)] for _ in range(2)
         ]
-        self.mem = {s: np.zeros((chip.mem_addresses, chip.lanes), np.uint8)
-                    for s in chip.floorplan if s.startswith("MEM")}
+        self.mem = Sram(chip)
         self.mxm = [Plane(chip) for _ in range(chip.mxm_planes)]
         self.alu: dict[int, np.ndarray] = {}
         self.links: dict[int, deque] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from openlpu.chip.isa import ISA, OpDef
+from openlpu.chip.operands import Ref
 from openlpu.chip.program import Instr, Program
 
 TIMING_ONLY = frozenset({"NOP", "REPEAT", "SYNC", "NOTIFY", "IFETCH"})
@@ -20,7 +21,7 @@ class Exec:
     __slots__ = ("id", "queue", "index", "rep", "op", "args", "cycle", "rcycle", "wcycle",
                  "slice", "pos", "unit", "kind", "ins", "outs", "instr")
 
-    def __init__(self, id_, queue, index, rep, op: OpDef, args, cycle, slice_, pos, unit, kind, instr):
+    def __init__(self, id_, queue, index, rep, op: OpDef, args, cycle, slice_, pos, unit, kind, instr, io=None):
         self.id = id_
         self.queue = queue
         self.index = index
@@ -34,7 +35,7 @@ class Exec:
         self.pos = pos
         self.unit = unit
         self.kind = kind
-        self.ins, self.outs = op.io(args)
+        self.ins, self.outs = io or op.io(args)
         self.instr: Instr = instr
 
     def describe(self) -> str:
@@ -57,14 +58,20 @@ def expand(program: Program) -> list[Exec]:
                     a = ins.kwargs
                     pop = ISA[prev.op]
                     base = prev.kwargs
+                    # a repeat moves addresses, rows and slots; its streams change only for buffer refs
+                    io = None if _steps_refs(pop, base) else pop.io(base)
                     for r in range(1, a["n"] + 1):
                         execs.append(Exec(len(execs), q, index, r, pop, pop.step(base, r),
-                                          prev.cycle + r * a["d"], slice_, pos, unit, kind, prev))
+                                          prev.cycle + r * a["d"], slice_, pos, unit, kind, prev, io))
                 continue
             if ins.op not in TIMING_ONLY:
                 execs.append(Exec(len(execs), q, index, 0, op, ins.kwargs, ins.cycle, slice_, pos, unit, kind, ins))
             prev = ins if ins.op not in TIMING_ONLY else None
     return execs
+
+
+def _steps_refs(op: OpDef, args: dict) -> bool:
+    return any(isinstance(args[k], Ref) for k in op.repeat_step)
 
 
 def action_order(execs: list[Exec]) -> np.ndarray:

@@ -1,0 +1,44 @@
+"""Perfetto / Chrome trace JSON of a run: one track per instruction queue, ordered west to east.
+
+Open the file at ui.perfetto.dev (or chrome://tracing). Each vector instruction is a slice on its
+queue's track from its issue cycle for as long as it occupies the queue; its arguments give the cycles
+at which it read its inputs and wrote its results. Time is shown in microseconds at the chip's clock.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from openlpu.errors import UserError
+from openlpu.sim.result import RunResult
+
+
+def chrome_trace(result: RunResult, pid: int = 0, process_name: str | None = None) -> list[dict]:
+    chip = result.chip
+    us = 1e6 / chip.clock_hz
+    queues = sorted({e.queue for e in result.execs},
+                    key=lambda q: (chip.position[chip.queue_target(q)[1]], q))
+    tid = {q: i for i, q in enumerate(queues)}
+    events: list[dict] = [{"ph": "M", "pid": pid, "name": "process_name",
+                           "args": {"name": process_name or f"chip {chip.name}"}}]
+    for q, t in tid.items():
+        slice_ = chip.queue_target(q)[1]
+        label = q if q == slice_ else f"{slice_} / {q}"
+        events.append({"ph": "M", "pid": pid, "tid": t, "name": "thread_name", "args": {"name": label}})
+        events.append({"ph": "M", "pid": pid, "tid": t, "name": "thread_sort_index", "args": {"sort_index": t}})
+    for e in result.execs:
+        events.append({
+            "ph": "X", "pid": pid, "tid": tid[e.queue], "name": e.op.name, "cat": e.op.unit,
+            "ts": e.cycle * us, "dur": e.op.occupancy(e.args) * us,
+            "args": {"cycle": e.cycle, "reads_at": e.rcycle, "writes_at": e.wcycle,
+                     "operands": {k: str(v) for k, v in e.args.items()}},
+        })
+    return events
+
+
+def write_trace(path: str | Path, events: list[dict]) -> None:
+    try:
+        Path(path).write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ns"}))
+    except OSError as err:
+        raise UserError(f"cannot write the trace to {str(path)!r} ({err.strerror}): choose a writable path.") from None

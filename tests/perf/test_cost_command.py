@@ -1,0 +1,72 @@
+import argparse
+import json
+
+import pytest
+
+from openlpu.commands import cost
+from openlpu.errors import UserError
+
+
+def run_cost(capsys, *argv):
+    parser = argparse.ArgumentParser(prog="openlpu")
+    cost.register(parser.add_subparsers())
+    args = parser.parse_args(["cost", *argv])
+    assert args.run(args) == 0
+    return capsys.readouterr().out
+
+
+def test_json_has_the_seed_figures_and_costs_per_token(capsys):
+    data = json.loads(run_cost(capsys, "--json"))
+    seed = {r["item"]: r for r in data["seed"]}
+    assert seed["LPU hardware"]["computed_usd"] == 11_440_000
+    assert seed["LPU operations"]["computed_usd"] == pytest.approx(761_904)
+    assert seed["LPU operations"]["ratio"] == pytest.approx(761_904 / 762_000)
+    assert seed["GPU operations"]["computed_usd"] == 72_000
+    systems = [p["system"] for p in data["points"]]
+    assert systems[0] == "572 LPU cards"
+    assert [p["batch"] for p in data["points"]] == [1, 1, data["gpu_baseline"]["max_batch"]]
+    assert data["gpu_baseline"]["decode"]["bound"] == "memory"
+    assert data["sources"]["server_price_usd"].startswith("FACTS 4")
+
+
+def test_flags_change_the_assumptions(capsys):
+    flags = ["--cards", "576", "--months", "12", "--server-price", "250000", "--gpu", "a100", "--gpus", "4",
+             "--batch", "8", "--model", "llama3-8b-8192"]
+    data = json.loads(run_cost(capsys, "--json", *flags))
+    seed = {r["item"]: r["computed_usd"] for r in data["seed"]}
+    assert seed["LPU hardware"] == 576 * 20_000
+    assert seed["GPU hardware"] == 250_000
+    assert seed["GPU operations"] == 6.5 * 200 * 12  # the A100 server's own power
+    gpu = data["points"][1]
+    assert gpu["batch"] == 8
+    assert data["gpu_baseline"]["gpus"] == 4 and data["gpu_baseline"]["gpu"] == "A100 80GB SXM"
+    # Two 4-GPU replicas per server.
+    assert gpu["tokens_per_s"] == pytest.approx(2 * data["gpu_baseline"]["tokens_per_s_system"])
+
+
+def test_table_shows_seed_and_computed_side_by_side(capsys):
+    out = run_cost(capsys)
+    assert "$11,440,000" in out and "$11.44M" in out
+    assert "$761,904" in out and "$0.762M" in out and "0.9999" in out
+    assert "memory bound" in out
+
+
+def test_plot_is_written(capsys, tmp_path):
+    path = tmp_path / "cost.png"
+    data = json.loads(run_cost(capsys, "--json", "--plot", str(path)))
+    assert data["plot"] == str(path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_input_is_one_sentence(capsys):
+    with pytest.raises(UserError, match="not a decoder LLM"):
+        run_cost(capsys, "--model", "resnet50")
+    with pytest.raises(UserError, match="writable --plot path"):
+        run_cost(capsys, "--plot", "/nonexistent-dir/cost.png")
+
+
+def test_help_teaches_with_examples(capsys):
+    with pytest.raises(SystemExit):
+        run_cost(capsys, "--help")
+    out = capsys.readouterr().out
+    assert "examples:" in out and "--usd-per-kw-month" in out and "FACTS.md section 4" in out
