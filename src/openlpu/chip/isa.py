@@ -210,7 +210,8 @@ for _op, _timing in [("add", "vxm.simple"), ("sub", "vxm.simple"), ("mul", "vxm.
         _define(OpDef(
             _op.upper() + (".SAT" if _sat else ""), "VXM",
             (dtype(), stream("a", *_VXM_SRC), stream("b", *_VXM_SRC), stream("dst", *_VXM_DST)), _timing,
-            f"dst = a {_op} b elementwise" + (", integers saturate" if _sat else ", integers wrap"),
+            (f"dst = {_op}(a, b) elementwise" if _op in ("max", "min") else
+             f"dst = a {_op} b elementwise" + (", integers saturate" if _sat else ", integers wrap")),
             io=lambda a: ([(a["a"], a["dtype"]), (a["b"], a["dtype"])], _group(a["dst"], a["dtype"])),
             read=_binary(_op, _sat), commit=_vxm_commit))
 
