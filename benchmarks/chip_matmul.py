@@ -23,7 +23,6 @@ READ_D, ACC_D = 2, 22  # d_func of READ and ACC (openlpu.chip.isa.LATENCY)
 def build(rows: int, idle: int = 0):
     b = Builder("tsp-v1")
     chip = b.chip
-    n = chip.mem_slices_per_hemisphere
     for plane in range(chip.mxm_planes):
         west = chip.plane_slice(plane) == "MXM_W"
         side, inward, outward = ("W", "w", "e") if west else ("E", "e", "w")
