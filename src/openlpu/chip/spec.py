@@ -235,15 +235,15 @@ class ChipSpec:
 TSP_V1 = ChipSpec()
 
 # Small enough that a test program runs in milliseconds, shaped like the real chip: 2 superlanes
-# (32 lanes), 4 MEM slices per hemisphere, a 32x32 MXM plane, 16 streams per direction.
+# (32 lanes), 8 MEM slices per hemisphere, a 32x32 MXM plane, 16 streams per direction.
 TSP_MINI = dataclasses.replace(
     TSP_V1,
     name="tsp-mini",
     superlanes=2,
     streams_per_direction=16,
-    mem_slices_per_hemisphere=4,
-    mem_addresses=256,
-    mxm_acc_slots=256,
+    mem_slices_per_hemisphere=8,
+    mem_addresses=1024,
+    mxm_acc_slots=512,
     mxm_act_buffers=32,
     sxm_units_per_hemisphere=4,
     c2c_loopback_cycles=20,

@@ -1,0 +1,63 @@
+"""SRAM allocation across the MEM slices, bank-aware.
+
+A slice's addresses split into banks (bank b = [b * bank_size, (b + 1) * bank_size)); a slice reads once
+and writes once per cycle, in different banks when both. The allocator hands out address ranges per
+(slice, bank) by bumping a pointer; a multi-byte tensor gets the same range in each of its byte-plane
+slices, so one READ per slice fetches one byte plane of the same vector in the same cycle.
+"""
+
+from __future__ import annotations
+
+from openlpu.chip.spec import ChipSpec
+from openlpu.errors import UserError
+
+
+class SramAllocator:
+    def __init__(self, chip: ChipSpec):
+        self.chip = chip
+        self.next: dict[tuple[str, int], int] = {}  # (slice, bank) -> next free address
+        self.rr = 0  # round-robin cursor for activations
+
+    def used_bytes(self) -> int:
+        per_bank = self.chip.bank_size
+        return sum(addr - bank * per_bank for (_, bank), addr in self.next.items()) * self.chip.vector_bytes
+
+    def free_in(self, slice_: str, bank: int) -> int:
+        return (bank + 1) * self.chip.bank_size - self.next.get((slice_, bank), bank * self.chip.bank_size)
+
+    def alloc(self, slices: tuple[str, ...], count: int, bank: int, what: str) -> int:
+        """`count` addresses at one address in every slice of `slices`, in `bank`."""
+        base = bank * self.chip.bank_size
+        addr = max(self.next.get((s, bank), base) for s in slices)
+        if addr + count > (bank + 1) * self.chip.bank_size:
+            raise UserError(
+                f"{what} needs {count * len(slices) * self.chip.vector_bytes:,} bytes in slices "
+                f"{', '.join(slices)} but bank {bank} has {self.free_in(slices[0], bank) * self.chip.vector_bytes:,} "
+                f"bytes left there ({self.chip.sram_bytes:,} bytes of SRAM in all, {self.used_bytes():,} used): "
+                f"the graph does not fit on one {self.chip.name}."
+            )
+        for s in slices:
+            self.next[(s, bank)] = addr + count
+        return addr
+
+    def alloc_anywhere(self, candidates: list[tuple[str, ...]], count: int,
+                       what: str) -> tuple[tuple[str, ...], int, int]:
+        """Place `count` addresses in the first slice group (round-robin from the last choice) and bank
+        with room: returns (slices, bank, address)."""
+        n = len(candidates)
+        for i in range(n):
+            group = candidates[(self.rr + i) % n]
+            for bank in range(self.chip.mem_banks):
+                if all(self.free_in(s, bank) >= count for s in group):
+                    self.rr = (self.rr + i + 1) % n
+                    return group, bank, self.alloc(group, count, bank, what)
+        need = count * len(candidates[0]) * self.chip.vector_bytes
+        if count > self.chip.bank_size:
+            why = (f"{count:,} vectors in each of {len(candidates[0])} slice(s), more than one bank's "
+                   f"{self.chip.bank_size:,}")
+        else:
+            why = f"no slice group has room ({self.used_bytes():,} of {self.chip.sram_bytes:,} bytes used)"
+        raise UserError(
+            f"{what} needs {need:,} bytes: {why}; the graph does not fit on one {self.chip.name}: use a smaller "
+            f"graph or more chips."
+        )

@@ -1,0 +1,220 @@
+"""`compile(graph, chip)`: a tensor graph -> a statically scheduled, verified `Program`.
+
+Ops are lowered in graph order; each template is placed at the first cycle at which its queues, streams
+and SRAM ports are free and its inputs are in SRAM (list scheduling in time x space). Tensors live in SRAM
+between ops. The result knows where every tensor lives, so `run` packs inputs and unpacks outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from openlpu.chip import numerics as nx
+from openlpu.chip.builder import Builder
+from openlpu.chip.operands import Ref
+from openlpu.chip.program import Instr, Program, Tensor
+from openlpu.chip.spec import ChipSpec, get_chip
+from openlpu.compiler.alloc import SramAllocator
+from openlpu.compiler.graph import ELEMENTWISE, Graph, Node, check_input
+from openlpu.compiler.layout import Part, Placed, declare, halves, row_split, set_value, tiles, unpack
+from openlpu.compiler.lower_matmul import lower_matmul
+from openlpu.compiler.lower_vxm import lower_elementwise
+from openlpu.compiler.resources import Pipe, Resources
+from openlpu.errors import UserError
+from openlpu.sim import exact
+from openlpu.sim.result import RunResult
+from openlpu.sim.verify import verify
+
+
+@dataclass
+class MatmulStat:
+    name: str
+    dtype: str
+    start: int
+    end: int
+    macs: int
+
+    def utilisation(self, chip: ChipSpec) -> float:
+        per_cycle = chip.peak_int8_ops / chip.clock_hz / 2
+        if self.dtype == "fp16":
+            per_cycle /= 4
+        return self.macs / (max(1, self.end - self.start) * per_cycle)
+
+
+class Ctx:
+    """What the lowerings share: the chip, the program being built, reservations and SRAM."""
+
+    def __init__(self, chip: ChipSpec):
+        self.chip = chip
+        self.builder = Builder(chip)
+        self.res = Resources()
+        self.alloc = SramAllocator(chip)
+        self.matmuls: list[MatmulStat] = []
+        self._constants = 0
+        mem = [s for s in chip.floorplan if s.startswith("MEM")]
+        self.hemisphere = {"MXM_W": [s for s in mem if s.startswith("MEM_W")],
+                           "MXM_E": [s for s in mem if s.startswith("MEM_E")]}
+
+    def hops(self, a: str, b: str) -> int:
+        return abs(self.chip.position[a] - self.chip.position[b])
+
+    # ---- SRAM ----
+    def groups(self, width: int, slices: list[str] | None = None) -> list[tuple[str, ...]]:
+        """Slice groups of `width` neighbouring slices (a multi-byte tensor's byte planes)."""
+        slices = slices or [s for s in self.chip.floorplan if s.startswith("MEM")]
+        return [tuple(slices[i:i + width]) for i in range(0, len(slices) - width + 1, width)]
+
+    def constant_rows(self, slice_: str, addr: int, rows: np.ndarray) -> None:
+        """Constant vectors (weights) baked into the program at slice:addr."""
+        name = f"__w{self._constants}"  # graph names may not start with "__"
+        self._constants += 1
+        self.builder.program.tensors[name] = Tensor(name, "int8", len(rows), (slice_,), addr)
+        self.builder.program.values[name] = rows
+
+    def place_tensor(self, node: Node, avoid: tuple[Placed, ...] = ()) -> Placed:
+        """SRAM for a tensor: its rows in halves (one per hemisphere, layout.halves), each half in
+        parts that fit one bank. A part keeps away from the slices that the same rows of an op's inputs
+        `avoid` stream from (one queue per slice cannot stream a READ and a WRITE at once)."""
+        width = nx.width(node.dtype)
+        n_tiles = tiles(node.cols, self.chip.lanes)
+        per_part = self.chip.bank_size // n_tiles
+        if per_part < 1:
+            raise UserError(f"tensor {node.name} has {node.cols:,} columns: at most "
+                            f"{self.chip.bank_size * self.chip.lanes:,} fit one bank of a slice on {self.chip.name}.")
+        placed_parts = []
+        for h0, hrows in halves(node.rows):
+            for row0, rows in row_split(hrows, -(-hrows // per_part)):
+                row0 += h0
+                busy = {s for p in avoid for part in p.parts if part.row0 < row0 + rows and row0 < part.row0 + part.rows
+                        for s in part.slices}
+                candidates = [g for g in self.groups(width) if not busy & set(g)]
+                if not candidates:
+                    raise UserError(f"tensor {node.name} has no slices apart from its inputs' on {self.chip.name}.")
+                slices, bank, addr = self.alloc.alloc_anywhere(candidates, n_tiles * rows, f"tensor {node.name}")
+                placed_parts.append(Part(slices, bank, addr, row0, rows))
+        return Placed(node, n_tiles, placed_parts)
+
+    # ---- units and streams ----
+    def free_alus(self, start: int, end: int, count: int) -> list[int] | None:
+        free = [k for k in range(self.chip.vxm_alus_per_lane) if self.res.queue(f"VXM.{k}").free(start, end)]
+        return free[:count] if len(free) >= count else None
+
+    def free_stream(self, step, direction: str, spans: list[tuple[int, int, int, int]]) -> Ref | None:
+        """The first aligned group of len(spans) streams whose pipes (p, q, w0, w1), one per stream, are free
+        of claimed pipes and of the step's own; the pipes are added to the step."""
+        width = len(spans)
+        for base in range(0, self.chip.streams_per_direction - width + 1, width):
+            pipes = [Pipe.make(direction, base + i, p, q, w0, w1) for i, (p, q, w0, w1) in enumerate(spans)]
+            if all(self.res.stream_free(pp) and not any(pp.conflicts(o) for o in step.pipes if o.stream == pp.stream
+                                                         and o.direction == direction) for pp in pipes):
+                step.pipes.extend(pipes)
+                return Ref(direction, base)
+        return None
+
+    def record_matmul(self, node: Node, dtype: str, start: int, end: int, macs: int) -> None:
+        self.matmuls.append(MatmulStat(node.name, dtype, start, end, macs))
+
+
+@dataclass
+class Compiled:
+    graph: Graph
+    program: Program
+    placed: dict[str, Placed]  # graph inputs and outputs by name
+    cycles_scheduled: int
+    matmuls: list[MatmulStat] = field(default_factory=list)
+
+    @property
+    def chip(self) -> ChipSpec:
+        return self.program.chip
+
+    def run(self, inputs: dict[str, np.ndarray], executor: str = "exact") -> RunResult:
+        """Run on the chosen executor; `result.outputs` holds the graph's outputs by name."""
+        for node in self.graph.nodes:
+            if node.op == "input":
+                set_value(self.program, self.placed[node.name], check_input(node, inputs))
+        if executor == "exact":
+            result = exact.run(self.program, check=False)
+        elif executor == "fast":
+            from openlpu.sim import fast
+
+            result = fast.run(self.program, check=False)
+        else:
+            raise UserError(f"unknown executor {executor!r}: use exact or fast.")
+        lanes = self.chip.lanes
+        outs = {}
+        for name in self.graph.outputs:
+            placed = self.placed[name]
+            outs[name] = unpack([result.outputs[n] for n in placed.names], placed, lanes)
+        result.outputs = outs
+        return result
+
+
+def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1") -> Compiled:  # noqa: A001 - the public API name
+    chip = get_chip(chip)
+    if not graph.outputs:
+        raise UserError("the graph has no outputs: mark at least one with g.output(name, tensor).")
+    ctx = Ctx(chip)
+    placed: dict[Node, Placed] = {}
+    matmul_weights = {n.inputs[1] for n in graph.nodes if n.op == "matmul" and n.inputs[1].op == "constant"}
+    outputs = {node: name for name, node in graph.outputs.items()}
+    program = ctx.builder.program
+    for node in graph.nodes:
+        if node.op == "input":
+            p = placed[node] = ctx.place_tensor(node)
+            declare(program, p)
+        elif node.op == "constant":
+            if node in matmul_weights and all(u.op == "matmul" and u.inputs[1] is node
+                                              for u in graph.consumers()[node]):
+                continue  # striped over the weight slices by the matmul itself
+            p = placed[node] = ctx.place_tensor(node)
+            value = node.value
+            if node.shape == (1, 1):  # a scalar fills a whole vector, so any lane of a latch holds it
+                value = np.full((1, chip.lanes), node.value.reshape(-1)[0], dtype=node.value.dtype)
+                p.tiles = 1
+            declare(program, p)
+            set_value(program, p, value)
+        elif node.op == "matmul":
+            a = placed[node.inputs[0]]
+            b = node.inputs[1]
+            if b.op != "constant":
+                raise UserError(f"matmul {node.name}: the second operand must be a constant (weights resident in "
+                                f"SRAM); {b.name} is computed. Activation x activation matmuls are not lowered yet.")
+            out = placed[node] = ctx.place_tensor(node, avoid=(a,))
+            out.ready = lower_matmul(ctx, node, a, b.value, out)
+        elif node.op in ELEMENTWISE:
+            args = [placed[i] for i in node.inputs]
+            out = placed[node] = ctx.place_tensor(node, avoid=tuple(args))
+            out.ready = lower_elementwise(ctx, node, args, out)
+        else:
+            raise UserError(f"op {node.op!r} ({node.name}) is not lowered to the chip yet.")
+        if node in outputs:
+            declare(program, placed[node], output=True)
+    program = ctx.builder.build()
+    _insert_ifetch(program)
+    verify(program)
+    by_name = {n.name: p for n, p in placed.items() if n.op == "input"}
+    by_name.update({name: placed[n] for name, n in graph.outputs.items()})
+    end = max((i.cycle for q in program.queues.values() for i in q), default=0)
+    return Compiled(graph, program, by_name, end, ctx.matmuls)
+
+
+def _insert_ifetch(program: Program) -> None:
+    """Give every queue longer than its preload IFETCHes in its idle slots, a block ahead of need."""
+    chip = program.chip
+    per = chip.ifetch_instructions
+    for q, instrs in program.queues.items():
+        if len(instrs) <= chip.queue_preload:
+            continue
+        out: list[Instr] = []
+        fetched = chip.queue_preload
+        for ins in instrs:
+            if out and fetched - len(out) <= per:
+                prev = out[-1]
+                free_at = prev.cycle + prev.occupancy
+                if free_at < ins.cycle and ins.op != "REPEAT":
+                    out.append(Instr("IFETCH", (), free_at))
+                    fetched += per
+            out.append(ins)
+        program.queues[q] = out

@@ -1,0 +1,225 @@
+"""The tensor IR: a graph of 2-D tensor ops that users build with numpy-like calls.
+
+    g = Graph()
+    x = g.input("x", (1, 4096), "fp16")
+    w = g.constant("w", weights)                 # resident in SRAM
+    g.output("y", g.relu(g.matmul(x, w)))
+    prog = openlpu.compile(g, chip="tsp-v1")
+
+Every op has its reference semantics here, in numpy, with the chip's numerics (`evaluate`): a compiled
+program must give exactly these bits. Composite ops (silu, gelu, ...) are built from primitive ones, so
+their reference is the composition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from openlpu.chip import numerics as nx
+from openlpu.errors import UserError
+
+ALIASES = {"float16": "fp16", "float32": "fp32", "half": "fp16", "float": "fp32"}
+UNARY = ("neg", "abs", "relu", "exp", "tanh", "rsqrt", "mov")
+BINARY = ("add", "sub", "mul", "max", "min")
+ELEMENTWISE = frozenset(UNARY + BINARY + ("cast",))
+
+
+def canonical_dtype(dtype) -> str:
+    if isinstance(dtype, np.dtype) or (isinstance(dtype, type) and issubclass(dtype, np.generic)):
+        dtype = {np.dtype(v): k for k, v in nx.DTYPES.items()}.get(np.dtype(dtype), str(np.dtype(dtype)))
+    name = ALIASES.get(str(dtype), str(dtype))
+    if name not in nx.DTYPES:
+        raise UserError(f"unsupported dtype {dtype!r}: use one of {', '.join(nx.DTYPES)} (or float16/float32).")
+    return name
+
+
+@dataclass(eq=False)
+class Node:
+    """One tensor of the graph: the op that makes it, its inputs, shape [rows, cols] and dtype."""
+
+    op: str
+    inputs: tuple[Node, ...]
+    shape: tuple[int, int]
+    dtype: str
+    name: str
+    attrs: dict = field(default_factory=dict)
+    value: np.ndarray | None = None  # constants only
+
+    def __repr__(self) -> str:
+        return f"{self.name}:{self.op}{list(self.shape)}:{self.dtype}"
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0]
+
+    @property
+    def cols(self) -> int:
+        return self.shape[1]
+
+
+def _shape2(shape) -> tuple[int, int]:
+    shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+    if len(shape) == 1:
+        shape = (1, shape[0])
+    if len(shape) != 2 or min(shape) < 1:
+        raise UserError(f"shape {shape} is not supported: tensors are 2-D [rows, cols] with both at least 1.")
+    return shape
+
+
+class Graph:
+    def __init__(self):
+        self.nodes: list[Node] = []
+        self.outputs: dict[str, Node] = {}
+        self._names: set[str] = set()
+
+    # ---- building ----
+    def _add(self, op, inputs, shape, dtype, name=None, **attrs) -> Node:
+        name = name or f"{op}{len(self.nodes)}"
+        if name.startswith("__"):
+            raise UserError(f"tensor name {name!r} starts with '__', which the compiler keeps for itself: rename it.")
+        if name in self._names:
+            raise UserError(f"the graph already has a tensor named {name!r}: choose another name.")
+        self._names.add(name)
+        node = Node(op, tuple(inputs), shape, dtype, name, attrs)
+        self.nodes.append(node)
+        return node
+
+    def input(self, name: str, shape, dtype) -> Node:
+        return self._add("input", (), _shape2(shape), canonical_dtype(dtype), name)
+
+    def constant(self, name: str, value, dtype=None) -> Node:
+        arr = np.asarray(value)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        dt = canonical_dtype(dtype if dtype is not None else arr.dtype)
+        node = self._add("constant", (), _shape2(arr.shape), dt, name)
+        node.value = arr.astype(nx.DTYPES[dt])
+        return node
+
+    def output(self, name: str, node: Node) -> Node:
+        if name in self.outputs:
+            raise UserError(f"output {name!r} is defined twice.")
+        self.outputs[name] = node
+        return node
+
+    def matmul(self, a: Node, b: Node, name=None) -> Node:
+        """[M, K] x [K, N]: int8 -> int32 or fp16 -> fp32, each 320-long K tile summed exactly, rounded once."""
+        if a.cols != b.rows:
+            raise UserError(f"matmul {a.name}{list(a.shape)} x {b.name}{list(b.shape)}: inner dimensions differ.")
+        if a.dtype != b.dtype or a.dtype not in ("int8", "fp16"):
+            raise UserError(f"matmul needs two int8 or two fp16 operands; got {a.dtype} and {b.dtype}: "
+                            f"cast them first.")
+        return self._add("matmul", (a, b), (a.rows, b.cols), "int32" if a.dtype == "int8" else "fp32", name)
+
+    def _elementwise(self, op: str, *args, name=None, dtype=None) -> Node:
+        nodes = [a for a in args if isinstance(a, Node)]
+        base = nodes[0]
+        dt = dtype or base.dtype
+        ins = []
+        for a in args:
+            if not isinstance(a, Node):
+                a = self.scalar(a, base.dtype)
+            if a.dtype != base.dtype:
+                raise UserError(f"{op}: {base.name} is {base.dtype} but {a.name} is {a.dtype}: cast one first.")
+            if a.shape != base.shape and a.shape != (1, base.cols) and a.shape != (1, 1):
+                raise UserError(f"{op}: shapes {list(base.shape)} and {list(a.shape)} do not broadcast "
+                                f"(a row [1, {base.cols}] or a scalar does).")
+            ins.append(a)
+        shape = max((a.shape for a in ins), key=lambda s: s[0] * s[1])
+        return self._add(op, ins, shape, dt, name)
+
+    def scalar(self, value: float, dtype: str) -> Node:
+        return self.constant(f"const{len(self.nodes)}", np.array([[value]]), dtype)
+
+    def add(self, a, b, name=None): return self._elementwise("add", a, b, name=name)
+    def sub(self, a, b, name=None): return self._elementwise("sub", a, b, name=name)
+    def mul(self, a, b, name=None): return self._elementwise("mul", a, b, name=name)
+    def maximum(self, a, b, name=None): return self._elementwise("max", a, b, name=name)
+    def minimum(self, a, b, name=None): return self._elementwise("min", a, b, name=name)
+    def neg(self, a, name=None): return self._elementwise("neg", a, name=name)
+    def abs(self, a, name=None): return self._elementwise("abs", a, name=name)
+    def relu(self, a, name=None): return self._elementwise("relu", a, name=name)
+
+    def _float_unary(self, op, a, name):
+        if a.dtype not in nx.FLOAT_DTYPES:
+            raise UserError(f"{op} needs a float tensor; {a.name} is {a.dtype}: cast it to fp32 first.")
+        return self._elementwise(op, a, name=name)
+
+    def exp(self, a, name=None): return self._float_unary("exp", a, name)
+    def tanh(self, a, name=None): return self._float_unary("tanh", a, name)
+    def rsqrt(self, a, name=None): return self._float_unary("rsqrt", a, name)
+
+    def cast(self, a: Node, dtype, name=None) -> Node:
+        dt = canonical_dtype(dtype)
+        return self._add("cast", (a,), a.shape, dt, name)
+
+    def sigmoid(self, a, name=None):
+        """0.5 * (1 + tanh(x / 2)): the VXM has tanh and no divide."""
+        half = self.mul(a, 0.5)
+        return self.mul(self.add(self.tanh(half), 1.0), 0.5, name=name)
+
+    def silu(self, a, name=None):
+        return self.mul(a, self.sigmoid(a), name=name)
+
+    def gelu(self, a, name=None):
+        """The tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+        cube = self.mul(self.mul(a, a), a)
+        inner = self.mul(self.add(a, self.mul(cube, 0.044715)), float(np.sqrt(2 / np.pi)))
+        return self.mul(self.mul(a, 0.5), self.add(self.tanh(inner), 1.0), name=name)
+
+    # ---- the reference ----
+    def consumers(self) -> dict[Node, list[Node]]:
+        users: dict[Node, list[Node]] = {n: [] for n in self.nodes}
+        for n in self.nodes:
+            for i in n.inputs:
+                users[i].append(n)
+        return users
+
+    def evaluate(self, inputs: dict[str, np.ndarray], lanes: int = 320) -> dict[str, np.ndarray]:
+        """Run the graph in numpy with the chip's numerics (the MXM's K tile is `lanes` long)."""
+        values: dict[Node, np.ndarray] = {}
+        for n in self.nodes:
+            values[n] = self._eval(n, values, inputs, lanes)
+        return {name: values[n] for name, n in self.outputs.items()}
+
+    def _eval(self, n: Node, values, inputs, lanes) -> np.ndarray:
+        if n.op == "input":
+            return check_input(n, inputs)
+        if n.op == "constant":
+            return n.value
+        args = [values[i] for i in n.inputs]
+        if n.op == "matmul":
+            return matmul_reference(args[0], args[1], lanes)
+        if n.op == "cast":
+            return nx.cast(args[0], n.inputs[0].dtype, n.dtype)
+        args = [np.broadcast_to(a, n.shape) for a in args]
+        if n.op in BINARY:
+            return nx.binary(n.op, args[0], args[1], n.dtype)
+        return nx.unary(n.op, args[0], n.dtype)
+
+
+def check_input(n: Node, inputs: dict) -> np.ndarray:
+    if n.name not in inputs:
+        raise UserError(f"input {n.name!r} is missing: pass it as {{{n.name!r}: array of shape {list(n.shape)}}}.")
+    arr = np.asarray(inputs[n.name])
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.shape != n.shape:
+        raise UserError(f"input {n.name!r} has shape {list(arr.shape)}; the graph expects {list(n.shape)}.")
+    return arr.astype(nx.DTYPES[n.dtype])
+
+
+def matmul_reference(a: np.ndarray, b: np.ndarray, lanes: int) -> np.ndarray:
+    """What the MXM computes: per K tile of `lanes`, the exact dot rounded once; tiles summed in order."""
+    dtype = "int8" if a.dtype == np.int8 else "fp16"
+    acc = None
+    for k0 in range(0, a.shape[1], lanes):
+        part = nx.mxm_kernel(dtype, np.ascontiguousarray(b[k0:k0 + lanes].T))(a[:, k0:k0 + lanes])
+        if acc is None:
+            acc = part
+        else:
+            with np.errstate(over="ignore"):
+                acc = acc + part
+    return acc

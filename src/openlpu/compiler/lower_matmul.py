@@ -1,0 +1,197 @@
+"""Lowering of matmul onto the MXM planes.
+
+[M, K] x [K, N] is cut into 320x320 weight tiles (kt, nt). A *unit* is one plane (int8) or one plane pair
+(fp16: two byte-planes in tandem). Rows of the activation are split between the two hemispheres when it has
+two row halves (layout.halves; each hemisphere's units then hold their own copy of the weights);
+the N tiles are dealt round-robin to the units that share a row part, and each unit walks its tiles
+K-innermost, accumulating into one accumulator slot per row and emitting on the last K tile.
+
+Per tile: LW streams the 320 weight rows from `weight_streams(chip)` slices (10 on tsp-v1: 32 cycles) into
+the weight buffer, IW installs it (20 cycles; issued so the previous tile's last ACC still sees the old
+weights), and ACC multiplies every row of the activation tile, which streams in from SRAM, one vector a
+cycle (two for fp16). Weight loading overlaps the previous tile's ACCs (double buffering).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from openlpu.chip import numerics as nx
+from openlpu.chip.isa import ISA
+from openlpu.chip.operands import EAST, WEST, Ref
+from openlpu.compiler.layout import Placed, halves, segments
+from openlpu.compiler.place import Emit, Step, place
+from openlpu.compiler.resources import Pipe, Port
+from openlpu.errors import UserError
+
+READ_D = ISA["READ"].d_func
+WRITE_D = ISA["WRITE"].d_func
+ACC_D = ISA["ACC"].d_func
+IW_D = ISA["IW"].d_func
+
+
+def weight_streams(chip, dtype: str) -> int:
+    """Streams (and slices) that feed one plane's weights: the largest divisor of the lanes that leaves two
+    streams of the plane's half of the inward streams for activations (10 on tsp-v1); fp16 needs two such
+    slice groups in the hemisphere, one per byte plane."""
+    limit = min(chip.streams_per_direction // 2 - 2, chip.mem_slices_per_hemisphere // (2 if dtype == "fp16" else 1))
+    return max(d for d in range(1, limit + 1) if chip.lanes % d == 0)
+
+
+@dataclass
+class Unit:
+    plane: int  # int8: the plane; fp16: the even plane of the pair
+    mxm: str
+    inward: str  # direction of streams flowing into the plane
+    outward: str
+    weight_stream: tuple[int, ...]  # first stream of each byte plane's weight rows
+    act_stream: int
+    out_stream: int
+    row0: int  # the activation rows it multiplies: [row0, row1); accumulator slot = row - row0
+    row1: int
+    ntiles: list[int]
+
+
+def units_for(ctx, dtype: str, a: Placed) -> list[tuple[int, str]]:
+    """(plane, hemisphere) of every unit that can work, in the order units take N tiles."""
+    chip = ctx.chip
+    planes = range(chip.mxm_planes) if dtype == "int8" else range(0, chip.mxm_planes, 2)
+    return [(p, chip.plane_slice(p)) for p in planes]
+
+
+def lower_matmul(ctx, node, a: Placed, b: np.ndarray, out: Placed) -> int:
+    """Emit the matmul; returns the cycle at which `out` is complete in SRAM."""
+    chip = ctx.chip
+    lanes = chip.lanes
+    dtype = node.inputs[0].dtype
+    occ = 2 if dtype == "fp16" else 1
+    kt_count, nt_count = -(-b.shape[0] // lanes), -(-b.shape[1] // lanes)
+    hemispheres = {"MXM_W": 0, "MXM_E": 1}
+    all_units = units_for(ctx, dtype, a)
+    streams = weight_streams(chip, dtype)
+    half = chip.streams_per_direction // 2
+
+    units: list[Unit] = []
+    split = halves(a.node.rows)
+    for k, (row0, rows) in enumerate(split):
+        if rows > chip.mxm_acc_slots:
+            raise UserError(f"matmul {node.name}: {rows:,} rows per hemisphere exceed the {chip.mxm_acc_slots:,} "
+                            f"accumulator slots of a plane; split the rows into several matmuls.")
+        mine = [(p, h) for p, h in all_units if len(split) == 1 or hemispheres[h] == k]
+        for i, (plane, mxm) in enumerate(mine):
+            west = mxm == "MXM_W"
+            local = plane % 2 if dtype == "int8" else 0
+            base = half * local
+            weight = (base,) if dtype == "int8" else (0, half)
+            units.append(Unit(plane, mxm, WEST if west else EAST, EAST if west else WEST, weight,
+                              base + streams + streams % 2, 4 * local, row0, row0 + rows,
+                              list(range(i, nt_count, len(mine)))))
+
+    rows_per_slice = lanes // streams
+    state = {id(u): (0, 0) for u in units}  # unit -> (cycle its last IW read the buffer, end of its last ACCs)
+    done = 0
+    first = None
+    for tile_index in range(max(len(u.ntiles) for u in units) * kt_count):
+        for u in units:
+            if tile_index >= len(u.ntiles) * kt_count:
+                continue
+            nt, kt = u.ntiles[tile_index // kt_count], tile_index % kt_count
+            prev_iw, prev_end = state[id(u)]
+            groups = _place_weights(ctx, node, u, dtype, b, kt, nt, streams)
+            lw, _ = place(ctx.res, ctx.builder, lambda t, g=groups, u=u: _lw_step(ctx, u, g, t, streams),
+                          prev_iw, f"{node.name} weights")
+            iw, _ = place(ctx.res, ctx.builder,
+                          lambda t, u=u: Step([Emit(f"MXM{u.plane}.w", t, "IW", (dtype,))]),
+                          max(lw + rows_per_slice, prev_end - IW_D), f"{node.name} install")
+            act_ready = a.ready + READ_D + max(ctx.hops(s, u.mxm) for p in a.parts for s in p.slices)
+            start, step = place(
+                ctx.res, ctx.builder,
+                lambda t, u=u, kt=kt, nt=nt: _acc_step(ctx, u, dtype, a, out, kt, nt, kt_count, occ, t),
+                max(iw + IW_D, prev_end, act_ready), f"{node.name} multiply")
+            first = start if first is None else min(first, start)
+            end = start + occ * (u.row1 - u.row0)
+            state[id(u)] = (iw, end)
+            if kt == kt_count - 1:
+                done = max(done, max(e.cycle + (e.n - 1) * e.d for e in step.emits if e.op == "WRITE") + WRITE_D + 1)
+    ctx.record_matmul(node, dtype, first or 0, done, a.node.rows * b.shape[0] * b.shape[1])
+    return done
+
+
+def _place_weights(ctx, node, u: Unit, dtype: str, b: np.ndarray, kt: int, nt: int, streams: int):
+    """SRAM for weight tile (kt, nt) of this unit: per byte plane, `streams` slices of lanes / streams rows
+    (row n of the installed tile, i.e. output column n, in slice n % streams)."""
+    lanes = ctx.chip.lanes
+    rows_per_slice = lanes // streams
+    tile = np.zeros((lanes, lanes), dtype=nx.DTYPES[dtype])  # [n, k]: the tile as IW installs it
+    block = b[kt * lanes:(kt + 1) * lanes, nt * lanes:(nt + 1) * lanes]
+    tile[:block.shape[1], :block.shape[0]] = block.T
+    planes = nx.to_planes(tile, dtype)  # byte planes, low first
+    groups = []
+    candidates = ctx.groups(streams, ctx.hemisphere[u.mxm])
+    for byte, plane_bytes in enumerate(planes):
+        # the byte planes of one tile are read in the same cycles: never from the same slices
+        taken = {s for g in groups for s in g[0]}
+        slices, bank, addr = ctx.alloc.alloc_anywhere([c for c in candidates if not taken & set(c)], rows_per_slice,
+                                                      f"weights of {node.name}")
+        for i, s in enumerate(slices):
+            rows = plane_bytes[i::streams]
+            padded = np.zeros((rows_per_slice, lanes), np.int8)
+            padded[:len(rows)] = rows.view(np.int8)
+            ctx.constant_rows(s, addr, padded)
+        groups.append((slices, bank, addr, byte))
+    return groups
+
+
+def _lw_step(ctx, u: Unit, groups, t: int, streams: int) -> Step:
+    step = Step()
+    rows_per_slice = ctx.chip.lanes // streams
+    mxm_pos = ctx.chip.position[u.mxm]
+    for slices, bank, addr, byte in groups:
+        plane = u.plane + byte
+        s0 = u.weight_stream[byte]
+        step.emits.append(Emit(f"MXM{plane}.w", t, "LW", (Ref(u.inward, s0), streams, 0), rows_per_slice))
+        for i, s in enumerate(slices):
+            h = ctx.hops(s, u.mxm)
+            issue = t - READ_D - h
+            step.emits.append(Emit(s, issue, "READ", (addr, Ref(u.inward, s0 + i)), rows_per_slice))
+            step.ports.append(Port(s, "r", issue, rows_per_slice, 1, frozenset({bank})))
+            step.pipes.append(Pipe.make(u.inward, s0 + i, ctx.chip.position[s], mxm_pos, t - h,
+                                        t - h + rows_per_slice - 1))
+    return step
+
+
+def _acc_step(ctx, u: Unit, dtype, a: Placed, out: Placed, kt, nt, kt_count, occ, t: int) -> Step:
+    """ACC over the unit's rows, one ACC run per row segment of the activation and output parts."""
+    chip = ctx.chip
+    mxm_pos = chip.position[u.mxm]
+    emit = kt == kt_count - 1
+    dst = Ref(u.outward, u.out_stream) if emit else None
+    step = Step()
+    for r0, r1 in segments([a, out], u.row0, u.row1):
+        rows = r1 - r0
+        ts = t + occ * (r0 - u.row0)
+        span = occ * (rows - 1)
+        step.emits.append(Emit(f"MXM{u.plane}.a", ts, "ACC", (dtype, Ref(u.inward, u.act_stream), dst, r0 - u.row0,
+                                                             "set" if kt == 0 else "acc"), rows, occ))
+        part = a.part_of(r0)
+        for byte, s in enumerate(part.slices):
+            h = ctx.hops(s, u.mxm)
+            issue = ts - READ_D - h
+            step.emits.append(Emit(s, issue, "READ", (part.address(kt, r0), Ref(u.inward, u.act_stream + byte)),
+                                   rows, occ))
+            step.ports.append(Port(s, "r", issue, rows, occ, frozenset({part.bank})))
+            step.pipes.append(Pipe.make(u.inward, u.act_stream + byte, chip.position[s], mxm_pos, ts - h,
+                                        ts - h + span))
+        if emit:
+            part = out.part_of(r0)
+            for byte, s in enumerate(part.slices):
+                h = ctx.hops(u.mxm, s)
+                issue = ts + ACC_D + h
+                step.emits.append(Emit(s, issue, "WRITE", (part.address(nt, r0), Ref(u.outward, u.out_stream + byte)),
+                                       rows, occ))
+                step.ports.append(Port(s, "w", issue + WRITE_D, rows, occ, frozenset({part.bank})))
+                step.pipes.append(Pipe.make(u.outward, u.out_stream + byte, mxm_pos, chip.position[s], ts + ACC_D,
+                                            ts + ACC_D + span))
+    return step

@@ -1,0 +1,126 @@
+"""Compiled graphs give exactly the bits of the graph's numpy reference, on a verified schedule."""
+
+import numpy as np
+import pytest
+
+from openlpu.compiler.compile import compile
+from openlpu.compiler.graph import Graph
+from openlpu.errors import UserError
+
+MINI_LANES = 32
+
+
+def _values(rng, dtype, shape):
+    if dtype == "int8":
+        return rng.integers(-20, 20, shape).astype(np.int8)
+    return rng.standard_normal(shape).astype(np.float16 if dtype == "fp16" else np.float32)
+
+
+def _same_bits(a, b):
+    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", ["int8", "fp16"])
+@pytest.mark.parametrize("m, k, n", [(1, 32, 32), (4, 64, 40), (3, 70, 33), (130, 30, 50)])
+def test_matmul_matches_reference_bit_for_bit(dtype, m, k, n):
+    rng = np.random.default_rng(m * 1000 + k + n)
+    g = Graph()
+    x = g.input("x", (m, k), dtype)
+    g.output("y", g.matmul(x, g.constant("w", _values(rng, dtype, (k, n)))))
+    compiled = compile(g, "tsp-mini")  # compile() runs the verifier on the program
+    xv = _values(rng, dtype, (m, k))
+    result = compiled.run({"x": xv})
+    expected = g.evaluate({"x": xv}, lanes=MINI_LANES)["y"]
+    assert _same_bits(result.outputs["y"], expected)
+    exact = xv.astype(np.float64) @ g.nodes[1].value.astype(np.float64)
+    if dtype == "int8":
+        assert np.array_equal(result.outputs["y"], exact.astype(np.int32))
+    else:  # one rounding per 32-long K tile, then fp32 adds
+        np.testing.assert_allclose(result.outputs["y"], exact, rtol=1e-5, atol=1e-5)
+
+
+def test_matmul_then_broadcast_bias_scalar_and_cast():
+    rng = np.random.default_rng(7)
+    g = Graph()
+    x = g.input("x", (5, 40), "fp16")
+    y = g.matmul(x, g.constant("w", _values(rng, "fp16", (40, 36))))
+    z = g.add(y, g.constant("bias", _values(rng, "fp32", (1, 36))))
+    z = g.mul(g.relu(z), 0.5)
+    g.output("h", g.cast(z, "fp16"))
+    xv = _values(rng, "fp16", (5, 40))
+    result = compile(g, "tsp-mini").run({"x": xv})
+    assert _same_bits(result.outputs["h"], g.evaluate({"x": xv}, lanes=MINI_LANES)["h"])
+
+
+def test_elementwise_chain_on_inputs_with_rows_split_in_two_parts():
+    rng = np.random.default_rng(3)
+    g = Graph()
+    a = g.input("a", (140, 20), "fp32")
+    b = g.input("b", (140, 20), "fp32")
+    s = g.sub(g.mul(a, b), g.exp(a))
+    g.output("s", g.silu(s))
+    inputs = {"a": _values(rng, "fp32", (140, 20)), "b": _values(rng, "fp32", (140, 20))}
+    compiled = compile(g, "tsp-mini")
+    assert len(compiled.placed["a"].parts) == 2
+    result = compiled.run(inputs)
+    assert _same_bits(result.outputs["s"], g.evaluate(inputs, lanes=MINI_LANES)["s"])
+
+
+def test_integer_ops_wrap_and_square_uses_one_stream():
+    g = Graph()
+    x = g.input("x", (2, 32), "int8")
+    g.output("sq", g.mul(x, x))
+    xv = np.arange(-32, 32, dtype=np.int8).reshape(2, 32)
+    result = compile(g, "tsp-mini").run({"x": xv})
+    assert np.array_equal(result.outputs["sq"], (xv.astype(np.int64) ** 2).astype(np.int8))
+
+
+def test_the_schedule_is_deterministic():
+    rng = np.random.default_rng(0)
+
+    def build():
+        g = Graph()
+        x = g.input("x", (8, 64), "int8")
+        g.output("y", g.matmul(x, g.constant("w", np.arange(64 * 48).reshape(64, 48).astype(np.int8))))
+        return g
+
+    a, b = compile(build(), "tsp-mini"), compile(build(), "tsp-mini")
+    assert a.program.queues == b.program.queues
+    xv = _values(rng, "int8", (8, 64))
+    assert a.run({"x": xv}).cycles == b.run({"x": xv}).cycles
+
+
+@pytest.mark.parametrize("build, words", [
+    (lambda g: g.matmul(g.input("x", (2, 30), "int8"), g.constant("w", np.zeros((31, 4), np.int8))),
+     "inner dimensions differ"),
+    (lambda g: g.matmul(g.input("x", (2, 4), "fp32"), g.constant("w", np.zeros((4, 4), np.float32))),
+     "cast them first"),
+    (lambda g: g.add(g.input("x", (2, 4), "fp32"), g.input("y", (3, 4), "fp32")), "do not broadcast"),
+    (lambda g: g.exp(g.input("x", (2, 4), "int8")), "needs a float tensor"),
+    (lambda g: g.input("x", (2, 4), "bf16"), "unsupported dtype"),
+])
+def test_bad_graphs_get_one_sentence(build, words):
+    with pytest.raises(UserError, match=words):
+        build(Graph())
+
+
+def test_a_graph_too_big_for_sram_names_the_tensor_and_sizes():
+    g = Graph()
+    x = g.input("x", (1, 32 * 40), "int8")
+    g.output("y", g.matmul(x, g.constant("w", np.zeros((32 * 40, 32 * 100), np.int8))))
+    with pytest.raises(UserError, match=r"weights of matmul\d+ needs 1,024 bytes: no slice group has room"):
+        compile(g, "tsp-mini")
+    g = Graph()
+    g.output("y", g.relu(g.input("x", (1, 32 * 600), "int8")))
+    with pytest.raises(UserError, match="tensor x has 19,200 columns: at most 16,384 fit one bank"):
+        compile(g, "tsp-mini")
+
+
+def test_missing_and_misshapen_inputs():
+    g = Graph()
+    g.output("y", g.relu(g.input("x", (2, 8), "fp32")))
+    compiled = compile(g, "tsp-mini")
+    with pytest.raises(UserError, match="input 'x' is missing"):
+        compiled.run({})
+    with pytest.raises(UserError, match=r"has shape \[3, 8\]"):
+        compiled.run({"x": np.zeros((3, 8), np.float32)})
