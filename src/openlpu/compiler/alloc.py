@@ -40,6 +40,21 @@ class SramAllocator:
             self.next[(s, bank)] = addr + count
         return addr
 
+    def alloc_roomiest(self, slices: list[str], width: int, count: int, what: str) -> tuple[tuple[str, ...], int, int]:
+        """`count` addresses in the `width` slices (of `slices`) with the most room in one bank."""
+        best = None
+        for bank in range(self.chip.mem_banks):
+            ranked = sorted(slices, key=lambda s: -self.free_in(s, bank))[:width]
+            if len(ranked) == width and (best is None or self.free_in(ranked[-1], bank) > best[0]):
+                best = (self.free_in(ranked[-1], bank), tuple(ranked), bank)
+        if best is None or best[0] < count:
+            raise UserError(
+                f"{what} needs {count * width * self.chip.vector_bytes:,} bytes: no {width} slices have room "
+                f"({self.used_bytes():,} of {self.chip.sram_bytes:,} bytes used); the graph does not fit on one "
+                f"{self.chip.name}: use a smaller graph or more chips.")
+        _, group, bank = best
+        return group, bank, self.alloc(group, count, bank, what)
+
     def alloc_anywhere(self, candidates: list[tuple[str, ...]], count: int,
                        what: str) -> tuple[tuple[str, ...], int, int]:
         """Place `count` addresses in the first slice group (round-robin from the last choice) and bank

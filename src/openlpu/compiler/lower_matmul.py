@@ -33,10 +33,11 @@ IW_D = ISA["IW"].d_func
 
 
 def weight_streams(chip, dtype: str) -> int:
-    """Streams (and slices) that feed one plane's weights: the largest divisor of the lanes that leaves two
-    streams of the plane's half of the inward streams for activations (10 on tsp-v1); fp16 needs two such
-    slice groups in the hemisphere, one per byte plane."""
-    limit = min(chip.streams_per_direction // 2 - 2, chip.mem_slices_per_hemisphere // (2 if dtype == "fp16" else 1))
+    """Streams (and slices) that feed one plane's weights: the largest divisor of the lanes that leaves, of
+    the plane's half of the streams, two for activations and four for results (10 on tsp-v1). The other
+    hemisphere's results flow the opposite way on the last four, so they never cross these weights.
+    fp16 needs two such slice groups in the hemisphere, one per byte plane."""
+    limit = min(chip.streams_per_direction // 2 - 6, chip.mem_slices_per_hemisphere // (2 if dtype == "fp16" else 1))
     return max(d for d in range(1, limit + 1) if chip.lanes % d == 0)
 
 
@@ -86,7 +87,7 @@ def lower_matmul(ctx, node, a: Placed, b: np.ndarray, out: Placed) -> int:
             base = half * local
             weight = (base,) if dtype == "int8" else (0, half)
             units.append(Unit(plane, mxm, WEST if west else EAST, EAST if west else WEST, weight,
-                              base + streams + streams % 2, 4 * local, row0, row0 + rows,
+                              base + streams + streams % 2, base + half - 4, row0, row0 + rows,
                               list(range(i, nt_count, len(mine)))))
 
     rows_per_slice = lanes // streams
@@ -99,7 +100,7 @@ def lower_matmul(ctx, node, a: Placed, b: np.ndarray, out: Placed) -> int:
                 continue
             nt, kt = u.ntiles[tile_index // kt_count], tile_index % kt_count
             prev_iw, prev_end = state[id(u)]
-            groups = _place_weights(ctx, node, u, dtype, b, kt, nt, streams)
+            groups = _place_weights(ctx, node, u, dtype, a, b, out, kt, nt, streams)
             lw, _ = place(ctx.res, ctx.builder, lambda t, g=groups, u=u: _lw_step(ctx, u, g, t, streams),
                           prev_iw, f"{node.name} weights")
             iw, _ = place(ctx.res, ctx.builder,
@@ -119,7 +120,8 @@ def lower_matmul(ctx, node, a: Placed, b: np.ndarray, out: Placed) -> int:
     return done
 
 
-def _place_weights(ctx, node, u: Unit, dtype: str, b: np.ndarray, kt: int, nt: int, streams: int):
+def _place_weights(ctx, node, u: Unit, dtype: str, a: Placed, b: np.ndarray, out: Placed, kt: int, nt: int,
+                   streams: int):
     """SRAM for weight tile (kt, nt) of this unit: per byte plane, `streams` slices of lanes / streams rows
     (row n of the installed tile, i.e. output column n, in slice n % streams)."""
     lanes = ctx.chip.lanes
@@ -129,12 +131,15 @@ def _place_weights(ctx, node, u: Unit, dtype: str, b: np.ndarray, kt: int, nt: i
     tile[:block.shape[1], :block.shape[0]] = block.T
     planes = nx.to_planes(tile, dtype)  # byte planes, low first
     groups = []
-    candidates = ctx.groups(streams, ctx.hemisphere[u.mxm])
+    # weights stream while the activations and results do: keep them in other slices (one queue per slice),
+    # and the byte planes of one tile, read in the same cycles, apart from each other
+    busy = {s for t in (a, out) for p in t.parts for s in p.slices}
     for byte, plane_bytes in enumerate(planes):
-        # the byte planes of one tile are read in the same cycles: never from the same slices
-        taken = {s for g in groups for s in g[0]}
-        slices, bank, addr = ctx.alloc.alloc_anywhere([c for c in candidates if not taken & set(c)], rows_per_slice,
-                                                      f"weights of {node.name}")
+        other = {s for g in groups for s in g[0]}
+        free = [s for s in ctx.hemisphere[u.mxm] if s not in other]
+        quiet = [s for s in free if s not in busy]
+        slices, bank, addr = ctx.alloc.alloc_roomiest(quiet if len(quiet) >= streams else free, streams,
+                                                      rows_per_slice, f"weights of {node.name}")
         for i, s in enumerate(slices):
             rows = plane_bytes[i::streams]
             padded = np.zeros((rows_per_slice, lanes), np.int8)

@@ -85,10 +85,13 @@ def place(res: Resources, builder: Builder, make: Callable[[int], Step | None], 
 
     `make(t)` returns None when the step cannot be built at t (no free stream or unit, say)."""
     t = t_min
+    checked = False
     while True:
         step = make(t)
-        if step is not None and (clash := self_conflict(step)):
-            raise AssertionError(f"internal compiler error in {what}: {clash}")
+        if step is not None and not checked:  # a clash within the step would not move with t
+            checked = True
+            if clash := self_conflict(step):
+                raise AssertionError(f"internal compiler error in {what}: {clash}")
         shift = 1 if step is None else fits(res, step)
         if not shift:
             break
