@@ -29,6 +29,18 @@ from openlpu.sim.verify import verify
 
 
 @dataclass
+class OpSpan:
+    """Where an op landed in the schedule: its first issue and the cycle its result is complete."""
+
+    name: str
+    op: str
+    shape: tuple[int, int]
+    dtype: str
+    start: int
+    end: int
+
+
+@dataclass
 class MatmulStat:
     name: str
     dtype: str
@@ -124,6 +136,7 @@ class Compiled:
     placed: dict[str, Placed]  # graph inputs and outputs by name
     cycles_scheduled: int
     matmuls: list[MatmulStat] = field(default_factory=list)
+    ops: list[OpSpan] = field(default_factory=list)
 
     @property
     def chip(self) -> ChipSpec:
@@ -162,7 +175,9 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
     matmul_weights = {n.inputs[1] for n in graph.nodes if n.op == "matmul" and n.inputs[1].op == "constant"}
     outputs = {node: name for name, node in graph.outputs.items()}
     program = ctx.builder.program
+    spans: list[OpSpan] = []
     for node in graph.nodes:
+        before = {q: len(instrs) for q, instrs in program.queues.items()}
         if node.op == "input":
             p = placed[node] = ctx.place_tensor(node)
             declare(program, p)
@@ -191,6 +206,9 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
             out.ready = lower_elementwise(ctx, node, args, out)
         else:
             raise UserError(f"op {node.op!r} ({node.name}) is not lowered to the chip yet.")
+        new = [i.cycle for q, instrs in program.queues.items() for i in instrs[before.get(q, 0):]]
+        if new:
+            spans.append(OpSpan(node.name, node.op, node.shape, node.dtype, min(new), placed[node].ready))
         if node in outputs:
             declare(program, placed[node], output=True)
     program = ctx.builder.build()
@@ -200,7 +218,7 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
     by_name = {n.name: p for n, p in placed.items() if n.op == "input"}
     by_name.update({name: placed[n] for name, n in graph.outputs.items()})
     end = max((i.cycle for q in program.queues.values() for i in q), default=0)
-    return Compiled(graph, program, by_name, end, ctx.matmuls)
+    return Compiled(graph, program, by_name, end, ctx.matmuls, spans)
 
 
 def _insert_ifetch(program: Program) -> None:
