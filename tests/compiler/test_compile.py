@@ -124,3 +124,43 @@ def test_missing_and_misshapen_inputs():
         compiled.run({})
     with pytest.raises(UserError, match=r"has shape \[3, 8\]"):
         compiled.run({"x": np.zeros((3, 8), np.float32)})
+
+
+def test_row_sum_rmsnorm_layernorm_and_softmax_against_reference_and_float64():
+    rng = np.random.default_rng(11)
+    g = Graph()
+    x = g.input("x", (3, 40), "fp32")
+    w = g.constant("w", rng.standard_normal((1, 40)).astype(np.float32))
+    b = g.constant("b", rng.standard_normal((1, 40)).astype(np.float32))
+    g.output("sum", g.row_sum(x))
+    g.output("rms", g.rmsnorm(x, w, 1e-5))
+    g.output("ln", g.layernorm(x, w, b, 1e-5))
+    g.output("sm", g.softmax(x))
+    xv = _values(rng, "fp32", (3, 40))
+    result = compile(g, "tsp-mini").run({"x": xv})
+    ref = g.evaluate({"x": xv}, lanes=MINI_LANES)
+    for k in ref:
+        assert _same_bits(result.outputs[k], ref[k]), k
+    x64, w64, b64 = xv.astype(np.float64), w.value.astype(np.float64), b.value.astype(np.float64)
+    np.testing.assert_allclose(result.outputs["sum"], np.repeat(x64.sum(1, keepdims=True), 40, 1), rtol=1e-5, atol=1e-5)
+    rms = x64 / np.sqrt((x64 ** 2).mean(1, keepdims=True) + 1e-5) * w64
+    np.testing.assert_allclose(result.outputs["rms"], rms, rtol=1e-4, atol=1e-4)
+    c = x64 - x64.mean(1, keepdims=True)
+    np.testing.assert_allclose(result.outputs["ln"], c / np.sqrt((c ** 2).mean(1, keepdims=True) + 1e-5) * w64 + b64,
+                               rtol=1e-4, atol=1e-4)
+    e = np.exp(x64)
+    np.testing.assert_allclose(result.outputs["sm"], e / e.sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
+
+
+def test_int8_and_fp16_matmuls_share_the_planes_one_at_a_time():
+    rng = np.random.default_rng(5)
+    g = Graph()
+    a = g.input("a", (6, 64), "int8")
+    x = g.input("x", (6, 64), "fp16")
+    g.output("p", g.matmul(a, g.constant("wa", _values(rng, "int8", (64, 64)))))
+    g.output("q", g.matmul(x, g.constant("wx", _values(rng, "fp16", (64, 64)))))
+    g.output("r", g.matmul(a, g.constant("wb", _values(rng, "int8", (64, 40)))))
+    inputs = {"a": _values(rng, "int8", (6, 64)), "x": _values(rng, "fp16", (6, 64))}
+    result = compile(g, "tsp-mini").run(inputs)
+    ref = g.evaluate(inputs, lanes=MINI_LANES)
+    assert all(_same_bits(result.outputs[k], ref[k]) for k in ref)

@@ -64,6 +64,7 @@ class Ctx:
         self.res = Resources()
         self.alloc = SramAllocator(chip)
         self.matmuls: list[MatmulStat] = []
+        self.planes: dict[int, tuple[int, int]] = {}  # MXM plane -> (its last IW, end of its last ACCs)
         self._constants = 0
         mem = [s for s in chip.floorplan if s.startswith("MEM")]
         self.hemisphere = {"MXM_W": [s for s in mem if s.startswith("MEM_W")],

@@ -73,6 +73,7 @@ class Graph:
         self.nodes: list[Node] = []
         self.outputs: dict[str, Node] = {}
         self._names: set[str] = set()
+        self._consts: dict[str, Node] = {}  # shared constants of the composite ops
 
     # ---- building ----
     def _add(self, op, inputs, shape, dtype, name=None, **attrs) -> Node:
@@ -154,6 +155,55 @@ class Graph:
     def cast(self, a: Node, dtype, name=None) -> Node:
         dt = canonical_dtype(dtype)
         return self._add("cast", (a,), a.shape, dt, name)
+
+    # ---- reductions and normalisations, built on the MXM ----
+    def _ones(self, cols: int, dtype: str) -> Node:
+        """A [cols, cols] ones matrix: x . ones gives every column the row's sum (a broadcast for free)."""
+        key = f"ones_{dtype}_{cols}"
+        node = self._consts.get(key)
+        if node is None:
+            node = self._consts[key] = self.constant(key, np.ones((cols, cols)), dtype)
+        return node
+
+    def row_sum(self, a: Node, name=None) -> Node:
+        """Each row's sum, in every column. The VXM has no cross-lane add; the MXM multiplies by ones.
+        fp32 is split into an fp16 part and an fp16 remainder (about 22 bits kept; |x| < 65504)."""
+        if a.dtype == "int8":
+            return self.matmul(a, self._ones(a.cols, "int8"), name=name)
+        if a.dtype == "fp16":
+            return self.matmul(a, self._ones(a.cols, "fp16"), name=name)
+        if a.dtype != "fp32":
+            raise UserError(f"row_sum takes int8, fp16 or fp32; {a.name} is {a.dtype}: cast it first.")
+        hi = self.cast(a, "fp16")
+        lo = self.cast(self.sub(a, self.cast(hi, "fp32")), "fp16")
+        ones = self._ones(a.cols, "fp16")
+        return self.add(self.matmul(hi, ones), self.matmul(lo, ones), name=name)
+
+    def mean(self, a: Node, name=None) -> Node:
+        return self.mul(self.row_sum(a), 1.0 / a.cols, name=name)
+
+    def reciprocal(self, a: Node, name=None) -> Node:
+        """1/x as rsqrt(x)^2: the VXM has no divide (x > 0)."""
+        r = self.rsqrt(a)
+        return self.mul(r, r, name=name)
+
+    def rmsnorm(self, x: Node, weight: Node, eps: float, name=None) -> Node:
+        """x / sqrt(mean(x^2) + eps) * weight, in fp32."""
+        scale = self.rsqrt(self.add(self.mean(self.mul(x, x)), eps))
+        return self.mul(self.mul(x, scale), weight, name=name)
+
+    def layernorm(self, x: Node, weight: Node, bias: Node, eps: float, name=None) -> Node:
+        centred = self.sub(x, self.mean(x))
+        scale = self.rsqrt(self.add(self.mean(self.mul(centred, centred)), eps))
+        return self.add(self.mul(self.mul(centred, scale), weight), bias, name=name)
+
+    def softmax(self, x: Node, name=None) -> Node:
+        """exp(x) / sum(exp(x)) per row, in fp32. Without the max subtraction (no cross-lane max yet):
+        exact for |x| below 88, where fp32 exp overflows."""
+        if x.dtype != "fp32":
+            raise UserError(f"softmax takes fp32; {x.name} is {x.dtype}: cast it first.")
+        e = self.exp(x)
+        return self.mul(e, self.reciprocal(self.row_sum(e)), name=name)
 
     def sigmoid(self, a, name=None):
         """0.5 * (1 + tanh(x / 2)): the VXM has tanh and no divide."""

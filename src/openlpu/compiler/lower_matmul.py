@@ -91,7 +91,9 @@ def lower_matmul(ctx, node, a: Placed, b: np.ndarray, out: Placed) -> int:
                               list(range(i, nt_count, len(mine)))))
 
     rows_per_slice = lanes // streams
-    state = {id(u): (0, 0) for u in units}  # unit -> (cycle its last IW read the buffer, end of its last ACCs)
+    # per plane, across matmuls: (cycle its last IW read the weight buffer, end of its last ACCs). A plane's
+    # buffer, weights and accumulators belong to one matmul at a time, so the next one follows on from here.
+    state = ctx.planes
     done = 0
     first = None
     for tile_index in range(max(len(u.ntiles) for u in units) * kt_count):
@@ -99,7 +101,9 @@ def lower_matmul(ctx, node, a: Placed, b: np.ndarray, out: Placed) -> int:
             if tile_index >= len(u.ntiles) * kt_count:
                 continue
             nt, kt = u.ntiles[tile_index // kt_count], tile_index % kt_count
-            prev_iw, prev_end = state[id(u)]
+            planes = (u.plane,) if dtype == "int8" else (u.plane, u.plane + 1)
+            prev_iw = max(state.get(p, (0, 0))[0] for p in planes)
+            prev_end = max(state.get(p, (0, 0))[1] for p in planes)
             groups = _place_weights(ctx, node, u, dtype, a, b, out, kt, nt, streams)
             lw, _ = place(ctx.res, ctx.builder, lambda t, g=groups, u=u: _lw_step(ctx, u, g, t, streams),
                           prev_iw, f"{node.name} weights")
@@ -113,7 +117,8 @@ def lower_matmul(ctx, node, a: Placed, b: np.ndarray, out: Placed) -> int:
                 max(iw + IW_D, prev_end, act_ready), f"{node.name} multiply")
             first = start if first is None else min(first, start)
             end = start + occ * (u.row1 - u.row0)
-            state[id(u)] = (iw, end)
+            for p in planes:
+                state[p] = (iw, end)
             if kt == kt_count - 1:
                 done = max(done, max(e.cycle + (e.n - 1) * e.d for e in step.emits if e.op == "WRITE") + WRITE_D + 1)
     ctx.record_matmul(node, dtype, first or 0, done, a.node.rows * b.shape[0] * b.shape[1])
