@@ -7,7 +7,7 @@ as values (`Ref`, int, str) or as assembly text (`"e5"`), and checked like the a
 from __future__ import annotations
 
 from openlpu.chip.isa import ISA
-from openlpu.chip.operands import OperandError, Ref
+from openlpu.chip.operands import OperandError
 from openlpu.chip.program import Instr, Program, Tensor
 from openlpu.chip.spec import ChipSpec, get_chip
 from openlpu.errors import UserError
@@ -38,14 +38,12 @@ class Builder:
             raise UserError(f"{op} takes {len(opdef.operands)} operands, got {len(args)}.")
         values = []
         for operand, value in zip(opdef.operands, args, strict=True):
-            if isinstance(value, str) and operand.kind != "name" and operand.kind != "choice":
-                try:
-                    value = operand.parse(value)
-                except OperandError as err:
-                    raise UserError(f"{op} at cycle {cycle} in {queue}: {err}.") from None
-            elif value is not None and operand.kind == "ref" and not isinstance(value, Ref):
-                raise UserError(f"{op} operand {operand.name} must be a stream like 'e5', not {value!r}.")
-            values.append(value)
+            # one path of checks for text and values alike: the assembler's
+            text = value if isinstance(value, str) else operand.format(value)
+            try:
+                values.append(operand.parse(text))
+            except OperandError as err:
+                raise UserError(f"{op} at cycle {cycle} in {queue}: {err}.") from None
         ins = Instr(op, tuple(values), cycle)
         self.program.queues.setdefault(queue, []).append(ins)
         return ins
