@@ -164,3 +164,22 @@ def test_int8_and_fp16_matmuls_share_the_planes_one_at_a_time():
     result = compile(g, "tsp-mini").run(inputs)
     ref = g.evaluate(inputs, lanes=MINI_LANES)
     assert all(_same_bits(result.outputs[k], ref[k]) for k in ref)
+
+
+def test_rope_rotates_adjacent_pairs_like_the_textbook():
+    from openlpu.compiler.graph import rope_tables
+
+    rng = np.random.default_rng(9)
+    heads, head_dim, positions = 2, 16, [3, 4, 5]
+    cos, sin = rope_tables(positions, head_dim, heads, 10000.0)
+    g = Graph()
+    x = g.input("x", (3, heads * head_dim), "fp32")
+    g.output("y", g.rope(x, g.input("cos", cos.shape, "fp32"), g.input("sin", sin.shape, "fp32")))
+    inputs = {"x": _values(rng, "fp32", (3, heads * head_dim)), "cos": cos, "sin": sin}
+    result = compile(g, "tsp-mini").run(inputs)
+    assert _same_bits(result.outputs["y"], g.evaluate(inputs, lanes=MINI_LANES)["y"])
+    xv = inputs["x"].astype(np.float64).reshape(3, heads, head_dim // 2, 2)
+    angle = np.outer(positions, 10000.0 ** (-np.arange(0, head_dim, 2) / head_dim))[:, None, :]
+    even = xv[..., 0] * np.cos(angle) - xv[..., 1] * np.sin(angle)
+    odd = xv[..., 1] * np.cos(angle) + xv[..., 0] * np.sin(angle)
+    np.testing.assert_allclose(result.outputs["y"], np.stack([even, odd], -1).reshape(3, -1), rtol=1e-5, atol=1e-5)

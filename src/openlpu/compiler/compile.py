@@ -20,6 +20,7 @@ from openlpu.compiler.alloc import SramAllocator
 from openlpu.compiler.graph import ELEMENTWISE, Graph, Node, check_input
 from openlpu.compiler.layout import Part, Placed, declare, halves, row_split, set_value, tiles, unpack
 from openlpu.compiler.lower_matmul import lower_matmul
+from openlpu.compiler.lower_sxm import lower_lane_move
 from openlpu.compiler.lower_vxm import lower_elementwise
 from openlpu.compiler.resources import Pipe, Resources
 from openlpu.errors import UserError
@@ -201,6 +202,10 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
                                 f"SRAM); {b.name} is computed. Activation x activation matmuls are not lowered yet.")
             out = placed[node] = ctx.place_tensor(node, avoid=(a,))
             out.ready = lower_matmul(ctx, node, a, b.value, out)
+        elif node.op == "swap_pairs":
+            a = placed[node.inputs[0]]
+            out = placed[node] = ctx.place_tensor(node, avoid=(a,))
+            out.ready = lower_lane_move(ctx, node, [a], out)
         elif node.op in ELEMENTWISE:
             args = [placed[i] for i in node.inputs]
             out = placed[node] = ctx.place_tensor(node, avoid=tuple(args))

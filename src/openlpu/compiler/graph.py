@@ -205,6 +205,20 @@ class Graph:
         e = self.exp(x)
         return self.mul(e, self.reciprocal(self.row_sum(e)), name=name)
 
+    # ---- lane moves (the SXM) ----
+    def swap_pairs(self, a: Node, name=None) -> Node:
+        """Exchange columns 2i and 2i+1 (an even number of columns)."""
+        if a.cols % 2:
+            raise UserError(f"swap_pairs needs an even number of columns; {a.name} has {a.cols}.")
+        return self._add("swap_pairs", (a,), a.shape, a.dtype, name)
+
+    def rope(self, x: Node, cos: Node, sin: Node, name=None) -> Node:
+        """Rotary embedding on adjacent pairs (llama.cpp's layout, as GGUF stores Q and K):
+        out[2i] = x[2i] cos - x[2i+1] sin, out[2i+1] = x[2i+1] cos + x[2i] sin. `cos` and `sin` hold one
+        value per column (both members of a pair share it), `sin` with the sign of the pair's position:
+        -sin for column 2i, +sin for 2i+1 (rope_tables builds them)."""
+        return self.add(self.mul(x, cos), self.mul(self.swap_pairs(x), sin), name=name)
+
     def sigmoid(self, a, name=None):
         """0.5 * (1 + tanh(x / 2)): the VXM has tanh and no divide."""
         half = self.mul(a, 0.5)
@@ -244,10 +258,21 @@ class Graph:
             return matmul_reference(args[0], args[1], lanes)
         if n.op == "cast":
             return nx.cast(args[0], n.inputs[0].dtype, n.dtype)
+        if n.op == "swap_pairs":
+            return args[0].reshape(n.rows, -1, 2)[..., ::-1].reshape(n.shape).copy()
         args = [np.broadcast_to(a, n.shape) for a in args]
         if n.op in BINARY:
             return nx.binary(n.op, args[0], args[1], n.dtype)
         return nx.unary(n.op, args[0], n.dtype)
+
+
+def rope_tables(positions, head_dim: int, heads: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos and signed sin tables [len(positions), heads * head_dim] for Graph.rope (fp32)."""
+    freqs = theta ** (-np.arange(0, head_dim, 2) / head_dim)
+    angles = np.outer(np.asarray(positions, dtype=np.float64), freqs)  # [P, head_dim / 2]
+    cos = np.repeat(np.cos(angles), 2, axis=1)
+    sin = np.repeat(np.sin(angles), 2, axis=1) * np.tile([-1.0, 1.0], head_dim // 2)
+    return np.tile(cos, heads).astype(np.float32), np.tile(sin, heads).astype(np.float32)
 
 
 def check_input(n: Node, inputs: dict) -> np.ndarray:
