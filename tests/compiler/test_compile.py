@@ -183,3 +183,18 @@ def test_rope_rotates_adjacent_pairs_like_the_textbook():
     even = xv[..., 0] * np.cos(angle) - xv[..., 1] * np.sin(angle)
     odd = xv[..., 1] * np.cos(angle) + xv[..., 0] * np.sin(angle)
     np.testing.assert_allclose(result.outputs["y"], np.stack([even, odd], -1).reshape(3, -1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "fp16"])
+def test_computed_weights_attention_scores_and_transpose(dtype):
+    rng = np.random.default_rng(4)
+    g = Graph()
+    q = g.input("q", (2, 40), dtype)
+    k = g.input("k", (37, 40), dtype)  # 37 keys: two N tiles, the second padded with zero rows
+    g.output("scores", g.matmul_nt(q, k))
+    g.output("kt", g.transpose(k))
+    inputs = {"q": _values(rng, dtype, (2, 40)), "k": _values(rng, dtype, (37, 40))}
+    result = compile(g, "tsp-mini").run(inputs)
+    ref = g.evaluate(inputs, lanes=MINI_LANES)
+    assert all(_same_bits(result.outputs[n], ref[n]) for n in ref)
+    assert np.array_equal(result.outputs["kt"], inputs["k"].T)

@@ -67,6 +67,7 @@ class Ctx:
         self.matmuls: list[MatmulStat] = []
         self.planes: dict[int, tuple[int, int]] = {}  # MXM plane -> (its last IW, end of its last ACCs)
         self._constants = 0
+        self._zeros: dict[int, Part] = {}
         mem = [s for s in chip.floorplan if s.startswith("MEM")]
         self.hemisphere = {"MXM_W": [s for s in mem if s.startswith("MEM_W")],
                            "MXM_E": [s for s in mem if s.startswith("MEM_E")]}
@@ -127,6 +128,17 @@ class Ctx:
                 return Ref(direction, base)
         return None
 
+    def zero_block(self, dtype: str) -> Part:
+        """`lanes` zero vectors per byte plane (one slice group), allocated once per dtype width."""
+        width = nx.width(dtype)
+        part = self._zeros.get(width)
+        if part is None:
+            slices, bank, addr = self.alloc.alloc_anywhere(self.groups(width), self.chip.lanes, "a block of zeros")
+            part = self._zeros[width] = Part(slices, bank, addr, 0, self.chip.lanes)
+            name = f"__zeros{width}"
+            self.builder.program.tensors[name] = Tensor(name, dtype, self.chip.lanes, slices, addr)
+        return part
+
     def record_matmul(self, node: Node, dtype: str, start: int, end: int, macs: int) -> None:
         self.matmuls.append(MatmulStat(node.name, dtype, start, end, macs))
 
@@ -175,6 +187,7 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
     ctx = Ctx(chip)
     placed: dict[Node, Placed] = {}
     matmul_weights = {n.inputs[1] for n in graph.nodes if n.op == "matmul" and n.inputs[1].op == "constant"}
+    # rows of computed weights are read one a cycle from one slice group; keep them in one part per half
     outputs = {node: name for name, node in graph.outputs.items()}
     program = ctx.builder.program
     spans: list[OpSpan] = []
@@ -198,10 +211,14 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
             a = placed[node.inputs[0]]
             b = node.inputs[1]
             if b.op != "constant":
-                raise UserError(f"matmul {node.name}: the second operand must be a constant (weights resident in "
-                                f"SRAM); {b.name} is computed. Activation x activation matmuls are not lowered yet.")
+                raise UserError(f"matmul {node.name}: {b.name} is computed, and computed weights must be rows: "
+                                f"use g.matmul_nt(a, b_transposed) (a . b^T, the MXM's native form).")
             out = placed[node] = ctx.place_tensor(node, avoid=(a,))
             out.ready = lower_matmul(ctx, node, a, b.value, out)
+        elif node.op == "matmul_nt":
+            a, b = placed[node.inputs[0]], placed[node.inputs[1]]
+            out = placed[node] = ctx.place_tensor(node, avoid=(a, b))
+            out.ready = lower_matmul(ctx, node, a, b, out)
         elif node.op == "swap_pairs":
             a = placed[node.inputs[0]]
             out = placed[node] = ctx.place_tensor(node, avoid=(a,))

@@ -114,6 +114,26 @@ class Graph:
                             f"cast them first.")
         return self._add("matmul", (a, b), (a.rows, b.cols), "int32" if a.dtype == "int8" else "fp32", name)
 
+    def matmul_nt(self, a: Node, b: Node, name=None) -> Node:
+        """[M, K] x [N, K]^T, the MXM's native form (GroqAPI: A . B^T): b's rows are the weight rows, so a
+        computed b (keys of attention, say) can be installed straight from SRAM."""
+        if a.cols != b.cols:
+            raise UserError(f"matmul_nt {a.name}{list(a.shape)} x {b.name}{list(b.shape)}^T: columns differ.")
+        if a.dtype != b.dtype or a.dtype not in ("int8", "fp16"):
+            raise UserError(f"matmul_nt needs two int8 or two fp16 operands; got {a.dtype} and {b.dtype}: "
+                            f"cast them first.")
+        return self._add("matmul_nt", (a, b), (a.rows, b.rows), "int32" if a.dtype == "int8" else "fp32", name)
+
+    def transpose(self, a: Node, name=None) -> Node:
+        """[R, C] -> [C, R] on the MXM: an identity times a^T (exact for int8 and fp16)."""
+        if a.dtype not in ("int8", "fp16"):
+            raise UserError(f"transpose takes int8 or fp16; {a.name} is {a.dtype}: cast it first.")
+        eye = self._consts.get(f"eye_{a.dtype}_{a.cols}")
+        if eye is None:
+            eye = self._consts[f"eye_{a.dtype}_{a.cols}"] = self.constant(f"eye_{a.dtype}_{a.cols}", np.eye(a.cols),
+                                                                            a.dtype)
+        return self.cast(self.matmul_nt(eye, a), a.dtype, name=name)
+
     def _elementwise(self, op: str, *args, name=None, dtype=None) -> Node:
         nodes = [a for a in args if isinstance(a, Node)]
         base = nodes[0]
@@ -256,6 +276,8 @@ class Graph:
         args = [values[i] for i in n.inputs]
         if n.op == "matmul":
             return matmul_reference(args[0], args[1], lanes)
+        if n.op == "matmul_nt":
+            return matmul_reference(args[0], np.ascontiguousarray(args[1].T), lanes)
         if n.op == "cast":
             return nx.cast(args[0], n.inputs[0].dtype, n.dtype)
         if n.op == "swap_pairs":

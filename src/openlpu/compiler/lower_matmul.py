@@ -21,7 +21,7 @@ import numpy as np
 from openlpu.chip import numerics as nx
 from openlpu.chip.isa import ISA
 from openlpu.chip.operands import EAST, WEST, Ref
-from openlpu.compiler.layout import Placed, halves, segments
+from openlpu.compiler.layout import Part, Placed, halves, segments
 from openlpu.compiler.place import Emit, Step, place
 from openlpu.compiler.resources import Pipe, Port
 from openlpu.errors import UserError
@@ -62,13 +62,18 @@ def units_for(ctx, dtype: str, a: Placed) -> list[tuple[int, str]]:
     return [(p, chip.plane_slice(p)) for p in planes]
 
 
-def lower_matmul(ctx, node, a: Placed, b: np.ndarray, out: Placed) -> int:
-    """Emit the matmul; returns the cycle at which `out` is complete in SRAM."""
+def lower_matmul(ctx, node, a: Placed, b: np.ndarray | Placed, out: Placed) -> int:
+    """Emit the matmul; returns the cycle at which `out` is complete in SRAM.
+
+    `b` is either constant weights [K, N], striped over many slices at compile time, or a computed tensor
+    [N, K] in SRAM (matmul_nt: a . b^T), whose rows are the weight rows, loaded one a cycle."""
     chip = ctx.chip
     lanes = chip.lanes
     dtype = node.inputs[0].dtype
     occ = 2 if dtype == "fp16" else 1
-    kt_count, nt_count = -(-b.shape[0] // lanes), -(-b.shape[1] // lanes)
+    computed = isinstance(b, Placed)
+    k_dim, n_dim = (b.node.cols, b.node.rows) if computed else b.shape
+    kt_count, nt_count = -(-k_dim // lanes), -(-n_dim // lanes)
     hemispheres = {"MXM_W": 0, "MXM_E": 1}
     all_units = units_for(ctx, dtype, a)
     streams = weight_streams(chip, dtype)
@@ -90,6 +95,8 @@ def lower_matmul(ctx, node, a: Placed, b: np.ndarray, out: Placed) -> int:
                               base + streams + streams % 2, base + half - 4, row0, row0 + rows,
                               list(range(i, nt_count, len(mine)))))
 
+    if computed:
+        streams = 1
     rows_per_slice = lanes // streams
     # per plane, across matmuls: (cycle its last IW read the weight buffer, end of its last ACCs). A plane's
     # buffer, weights and accumulators belong to one matmul at a time, so the next one follows on from here.
@@ -104,9 +111,15 @@ def lower_matmul(ctx, node, a: Placed, b: np.ndarray, out: Placed) -> int:
             planes = (u.plane,) if dtype == "int8" else (u.plane, u.plane + 1)
             prev_iw = max(state.get(p, (0, 0))[0] for p in planes)
             prev_end = max(state.get(p, (0, 0))[1] for p in planes)
-            groups = _place_weights(ctx, node, u, dtype, a, b, out, kt, nt, streams)
-            lw, _ = place(ctx.res, ctx.builder, lambda t, g=groups, u=u: _lw_step(ctx, u, g, t, streams),
-                          prev_iw, f"{node.name} weights")
+            if computed:
+                runs = _computed_weights(ctx, b, kt, nt)
+                ready = b.ready + READ_D + max(ctx.hops(s, u.mxm) for p in b.parts for s in p.slices)
+                lw, _ = place(ctx.res, ctx.builder, lambda t, r=runs, u=u: _lw_runs_step(ctx, u, r, t),
+                              max(prev_iw, ready), f"{node.name} weights")
+            else:
+                groups = _place_weights(ctx, node, u, dtype, a, b, out, kt, nt, streams)
+                lw, _ = place(ctx.res, ctx.builder, lambda t, g=groups, u=u: _lw_step(ctx, u, g, t, streams),
+                              prev_iw, f"{node.name} weights")
             iw, _ = place(ctx.res, ctx.builder,
                           lambda t, u=u: Step([Emit(f"MXM{u.plane}.w", t, "IW", (dtype,))]),
                           max(lw + rows_per_slice, prev_end - IW_D), f"{node.name} install")
@@ -121,8 +134,37 @@ def lower_matmul(ctx, node, a: Placed, b: np.ndarray, out: Placed) -> int:
                 state[p] = (iw, end)
             if kt == kt_count - 1:
                 done = max(done, max(e.cycle + (e.n - 1) * e.d for e in step.emits if e.op == "WRITE") + WRITE_D + 1)
-    ctx.record_matmul(node, dtype, first or 0, done, a.node.rows * b.shape[0] * b.shape[1])
+    ctx.record_matmul(node, dtype, first or 0, done, a.node.rows * k_dim * n_dim)
     return done
+
+
+def _computed_weights(ctx, b: Placed, kt: int, nt: int) -> list[tuple[int, Part, int, int]]:
+    """READ runs that bring weight rows nt*lanes.. of tile kt, one a cycle: (first row offset, part,
+    address, rows); rows past b's last come from a zero block, so no stale row stays in the buffer."""
+    lanes = ctx.chip.lanes
+    n0, n1 = nt * lanes, min((nt + 1) * lanes, b.node.rows)
+    runs = [(r0 - n0, b.part_of(r0), b.part_of(r0).address(kt, r0), r1 - r0) for r0, r1 in segments([b], n0, n1)]
+    if n1 - n0 < lanes:
+        zeros = ctx.zero_block(b.node.dtype)
+        runs.append((n1 - n0, zeros, zeros.addr, lanes - (n1 - n0)))
+    return runs
+
+
+def _lw_runs_step(ctx, u: Unit, runs, t: int) -> Step:
+    """LW one row a cycle for `lanes` cycles on each byte plane's plane, fed by READ runs from SRAM."""
+    chip = ctx.chip
+    step = Step()
+    mxm_pos = chip.position[u.mxm]
+    for byte, s0 in enumerate(u.weight_stream):
+        step.emits.append(Emit(f"MXM{u.plane + byte}.w", t, "LW", (Ref(u.inward, s0), 1, 0), chip.lanes))
+        for offset, part, addr, rows in runs:
+            s = part.slices[byte]
+            h = ctx.hops(s, u.mxm)
+            issue = t + offset - READ_D - h
+            step.emits.append(Emit(s, issue, "READ", (addr, Ref(u.inward, s0)), rows))
+            step.ports.append(Port(s, "r", issue, rows, 1, frozenset({part.bank})))
+            step.pipes.append(Pipe.make(u.inward, s0, chip.position[s], mxm_pos, t + offset - h, t + offset - h + rows - 1))
+    return step
 
 
 def _place_weights(ctx, node, u: Unit, dtype: str, a: Placed, b: np.ndarray, out: Placed, kt: int, nt: int,
