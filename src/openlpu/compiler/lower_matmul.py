@@ -163,7 +163,8 @@ def _lw_runs_step(ctx, u: Unit, runs, t: int) -> Step:
             issue = t + offset - READ_D - h
             step.emits.append(Emit(s, issue, "READ", (addr, Ref(u.inward, s0)), rows))
             step.ports.append(Port(s, "r", issue, rows, 1, frozenset({part.bank})))
-            step.pipes.append(Pipe.make(u.inward, s0, chip.position[s], mxm_pos, t + offset - h, t + offset - h + rows - 1))
+            w0 = t + offset - h
+            step.pipes.append(Pipe.make(u.inward, s0, chip.position[s], mxm_pos, w0, w0 + rows - 1))
     return step
 
 
