@@ -17,7 +17,7 @@ from openlpu.chip.operands import Ref
 from openlpu.chip.program import Instr, Program, Tensor
 from openlpu.chip.spec import ChipSpec, get_chip
 from openlpu.compiler.alloc import SramAllocator
-from openlpu.compiler.graph import ELEMENTWISE, Graph, Node, check_input
+from openlpu.compiler.graph import ELEMENTWISE, Graph, Node, check_input, ones_tile
 from openlpu.compiler.layout import Part, Placed, declare, halves, row_split, set_value, tiles, unpack
 from openlpu.compiler.lower_matmul import lower_matmul
 from openlpu.compiler.lower_sxm import lower_lane_move
@@ -68,6 +68,7 @@ class Ctx:
         self.planes: dict[int, tuple[int, int]] = {}  # MXM plane -> (its last IW, end of its last ACCs)
         self._constants = 0
         self._zeros: dict[int, Part] = {}
+        self.weight_tiles: dict[tuple, tuple] = {}  # (hemisphere, byte plane, tile bytes) -> where it is
         mem = [s for s in chip.floorplan if s.startswith("MEM")]
         self.hemisphere = {"MXM_W": [s for s in mem if s.startswith("MEM_W")],
                            "MXM_E": [s for s in mem if s.startswith("MEM_E")]}
@@ -215,6 +216,10 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
                                 f"use g.matmul_nt(a, b_transposed) (a . b^T, the MXM's native form).")
             out = placed[node] = ctx.place_tensor(node, avoid=(a,))
             out.ready = lower_matmul(ctx, node, a, b.value, out)
+        elif node.op == "row_sum":
+            a = placed[node.inputs[0]]
+            out = placed[node] = ctx.place_tensor(node, avoid=(a,))
+            out.ready = lower_matmul(ctx, node, a, ones_tile(node.inputs[0], chip.lanes), out)
         elif node.op == "matmul_nt":
             a, b = placed[node.inputs[0]], placed[node.inputs[1]]
             out = placed[node] = ctx.place_tensor(node, avoid=(a, b))

@@ -97,6 +97,8 @@ class Graph:
         dt = canonical_dtype(dtype if dtype is not None else arr.dtype)
         node = self._add("constant", (), _shape2(arr.shape), dt, name)
         node.value = arr.astype(nx.DTYPES[dt])
+        if node.shape == (1, 1):
+            node.attrs["replicated"] = True  # stored as a full vector (compile), so any lane holds it
         return node
 
     def output(self, name: str, node: Node) -> Node:
@@ -135,21 +137,33 @@ class Graph:
         return self.cast(self.matmul_nt(eye, a), a.dtype, name=name)
 
     def _elementwise(self, op: str, *args, name=None, dtype=None) -> Node:
+        """Operands of one shape, or broadcast: a row [1, cols], a scalar [1, 1] or a column [rows, 1]."""
         nodes = [a for a in args if isinstance(a, Node)]
         base = nodes[0]
         dt = dtype or base.dtype
+        shape = (max(a.rows for a in nodes), max(a.cols for a in nodes))
         ins = []
         for a in args:
             if not isinstance(a, Node):
                 a = self.scalar(a, base.dtype)
             if a.dtype != base.dtype:
                 raise UserError(f"{op}: {base.name} is {base.dtype} but {a.name} is {a.dtype}: cast one first.")
-            if a.shape != base.shape and a.shape != (1, base.cols) and a.shape != (1, 1):
+            if a.shape not in (shape, (1, shape[1]), (1, 1), (shape[0], 1)):
                 raise UserError(f"{op}: shapes {list(base.shape)} and {list(a.shape)} do not broadcast "
-                                f"(a row [1, {base.cols}] or a scalar does).")
+                                f"(a row [1, cols], a column [rows, 1] or a scalar does).")
+            if a.cols == 1 and shape[1] > 1 and not a.attrs.get("replicated"):
+                a = self._replicate(a)
             ins.append(a)
-        shape = max((a.shape for a in ins), key=lambda s: s[0] * s[1])
-        return self._add(op, ins, shape, dt, name)
+        node = self._add(op, ins, shape, dt, name)
+        if shape[1] == 1 and all(a.attrs.get("replicated") or a.shape == (1, 1) for a in ins):
+            node.attrs["replicated"] = True
+        return node
+
+    def _replicate(self, a: Node) -> Node:
+        """A column [rows, 1] with its value in every lane, so it can broadcast over column tiles."""
+        if a.dtype in ("int8", "fp16", "fp32"):
+            return self.cast(self.row_sum(a), a.dtype)
+        raise UserError(f"a column of {a.dtype} cannot broadcast over columns: cast {a.name} to fp32 first.")
 
     def scalar(self, value: float, dtype: str) -> Node:
         return self.constant(f"const{len(self.nodes)}", np.array([[value]]), dtype)
@@ -173,31 +187,25 @@ class Graph:
     def rsqrt(self, a, name=None): return self._float_unary("rsqrt", a, name)
 
     def cast(self, a: Node, dtype, name=None) -> Node:
-        dt = canonical_dtype(dtype)
-        return self._add("cast", (a,), a.shape, dt, name)
-
-    # ---- reductions and normalisations, built on the MXM ----
-    def _ones(self, cols: int, dtype: str) -> Node:
-        """A [cols, cols] ones matrix: x . ones gives every column the row's sum (a broadcast for free)."""
-        key = f"ones_{dtype}_{cols}"
-        node = self._consts.get(key)
-        if node is None:
-            node = self._consts[key] = self.constant(key, np.ones((cols, cols)), dtype)
+        node = self._add("cast", (a,), a.shape, canonical_dtype(dtype), name)
+        if a.attrs.get("replicated"):
+            node.attrs["replicated"] = True
         return node
 
+    # ---- reductions and normalisations, built on the MXM ----
     def row_sum(self, a: Node, name=None) -> Node:
-        """Each row's sum, in every column. The VXM has no cross-lane add; the MXM multiplies by ones.
-        fp32 is split into an fp16 part and an fp16 remainder (about 22 bits kept; |x| < 65504)."""
-        if a.dtype == "int8":
-            return self.matmul(a, self._ones(a.cols, "int8"), name=name)
-        if a.dtype == "fp16":
-            return self.matmul(a, self._ones(a.cols, "fp16"), name=name)
+        """Each row's sum, [rows, 1]. The VXM has no cross-lane add; the MXM multiplies by a ones matrix,
+        which leaves the sum in every lane, so the result broadcasts over columns for free. int8 -> int32,
+        fp16 -> fp32; fp32 is split into an fp16 part and an fp16 remainder (about 22 bits; |x| < 65504)."""
+        if a.dtype in ("int8", "fp16"):
+            node = self._add("row_sum", (a,), (a.rows, 1), "int32" if a.dtype == "int8" else "fp32", name)
+            node.attrs["replicated"] = True
+            return node
         if a.dtype != "fp32":
             raise UserError(f"row_sum takes int8, fp16 or fp32; {a.name} is {a.dtype}: cast it first.")
         hi = self.cast(a, "fp16")
         lo = self.cast(self.sub(a, self.cast(hi, "fp32")), "fp16")
-        ones = self._ones(a.cols, "fp16")
-        return self.add(self.matmul(hi, ones), self.matmul(lo, ones), name=name)
+        return self.add(self.row_sum(hi), self.row_sum(lo), name=name)
 
     def mean(self, a: Node, name=None) -> Node:
         return self.mul(self.row_sum(a), 1.0 / a.cols, name=name)
@@ -278,6 +286,8 @@ class Graph:
             return matmul_reference(args[0], args[1], lanes)
         if n.op == "matmul_nt":
             return matmul_reference(args[0], np.ascontiguousarray(args[1].T), lanes)
+        if n.op == "row_sum":
+            return matmul_reference(args[0], ones_tile(n.inputs[0], lanes), lanes)[:, :1]
         if n.op == "cast":
             return nx.cast(args[0], n.inputs[0].dtype, n.dtype)
         if n.op == "swap_pairs":
@@ -295,6 +305,11 @@ def rope_tables(positions, head_dim: int, heads: int, theta: float) -> tuple[np.
     cos = np.repeat(np.cos(angles), 2, axis=1)
     sin = np.repeat(np.sin(angles), 2, axis=1) * np.tile([-1.0, 1.0], head_dim // 2)
     return np.tile(cos, heads).astype(np.float32), np.tile(sin, heads).astype(np.float32)
+
+
+def ones_tile(a: Node, lanes: int) -> np.ndarray:
+    """The weights of row_sum: ones [cols, lanes] (every output lane gets the row's sum)."""
+    return np.ones((a.cols, lanes), dtype=nx.DTYPES[a.dtype])
 
 
 def check_input(n: Node, inputs: dict) -> np.ndarray:

@@ -183,6 +183,10 @@ def _place_weights(ctx, node, u: Unit, dtype: str, a: Placed, b: np.ndarray, out
     # and the byte planes of one tile, read in the same cycles, apart from each other
     busy = {s for t in (a, out) for p in t.parts for s in p.slices}
     for byte, plane_bytes in enumerate(planes):
+        key = (u.mxm, byte, plane_bytes.tobytes())
+        if key in ctx.weight_tiles:  # the same tile (the ones of row_sum, say) is stored once per hemisphere
+            groups.append((*ctx.weight_tiles[key], byte))
+            continue
         other = {s for g in groups for s in g[0]}
         free = [s for s in ctx.hemisphere[u.mxm] if s not in other]
         quiet = [s for s in free if s not in busy]
@@ -193,6 +197,7 @@ def _place_weights(ctx, node, u: Unit, dtype: str, a: Placed, b: np.ndarray, out
             padded = np.zeros((rows_per_slice, lanes), np.int8)
             padded[:len(rows)] = rows.view(np.int8)
             ctx.constant_rows(s, addr, padded)
+        ctx.weight_tiles[key] = (slices, bank, addr)
         groups.append((slices, bank, addr, byte))
     return groups
 

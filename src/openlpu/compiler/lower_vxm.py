@@ -49,7 +49,8 @@ def vxm_pass(ctx, node: Node, args: list[Placed], sources: list[Part | None], pa
             step.emits.append(Emit(f"VXM.{latch}", t_mov + 1, "NOP", (count + MOV_D,)))
             ref = Ref("alu", latch)
         else:
-            ref = stream_in(ctx, step, src, src.address(tile, row0), count, t, "VXM")
+            column = tile if a.node.cols == node.cols else 0  # a column [rows, 1] serves every tile
+            ref = stream_in(ctx, step, src, src.address(column, row0), count, t, "VXM")
             if ref is None:
                 return None
         seen[id(a)] = ref

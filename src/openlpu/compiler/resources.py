@@ -101,13 +101,35 @@ class Intervals:
         self.ends.insert(i, end)
 
 
+class Buckets:
+    """Items indexed by the [lo, hi) ranges they cover, so a query looks only at items whose range could
+    overlap its own (compile time stays near linear in program size)."""
+
+    WIDTH = 512
+
+    def __init__(self):
+        self.cells: dict[int, list] = {}
+
+    def add(self, lo: int, hi: int, item) -> None:
+        for b in range(lo // self.WIDTH, (hi - 1) // self.WIDTH + 1):
+            self.cells.setdefault(b, []).append(item)
+
+    def near(self, lo: int, hi: int):
+        seen = set()
+        for b in range(lo // self.WIDTH, (hi - 1) // self.WIDTH + 1):
+            for item in self.cells.get(b, ()):
+                if id(item) not in seen:
+                    seen.add(id(item))
+                    yield item
+
+
 class Resources:
     """Everything claimed so far by one program."""
 
     def __init__(self):
         self.queues: dict[str, Intervals] = {}
-        self.pipes: dict[tuple[str, int], list[Pipe]] = {}
-        self.ports: dict[tuple[str, str], list[Port]] = {}  # (slice, r|w) -> accesses
+        self.pipes: dict[tuple[str, int], Buckets] = {}  # by line range
+        self.ports: dict[tuple[str, str], Buckets] = {}  # (slice, r|w) -> accesses by cycle range
 
     # ---- queues ----
     def queue(self, name: str) -> Intervals:
@@ -118,17 +140,19 @@ class Resources:
 
     # ---- streams ----
     def stream_free(self, pipe: Pipe) -> bool:
-        return not any(pipe.conflicts(o) for o in self.pipes.get((pipe.direction, pipe.stream), ()))
+        index = self.pipes.get((pipe.direction, pipe.stream))
+        return index is None or not any(pipe.conflicts(o) for o in index.near(pipe.k0, pipe.k1 + 1))
 
     def claim_stream(self, pipe: Pipe) -> None:
-        self.pipes.setdefault((pipe.direction, pipe.stream), []).append(pipe)
+        self.pipes.setdefault((pipe.direction, pipe.stream), Buckets()).add(pipe.k0, pipe.k1 + 1, pipe)
 
     # ---- SRAM ports: per slice one read and one write per cycle, a read and a write in different banks ----
     def port_free(self, port: Port) -> bool:
-        if any(port.meets(o) for o in self.ports.get((port.slice, port.kind), ())):
+        same = self.ports.get((port.slice, port.kind))
+        if same is not None and any(port.meets(o) for o in same.near(port.start, port.end)):
             return False
-        other = "w" if port.kind == "r" else "r"
-        return not any(o.banks & port.banks and port.meets(o) for o in self.ports.get((port.slice, other), ()))
+        other = self.ports.get((port.slice, "w" if port.kind == "r" else "r"))
+        return other is None or not any(o.banks & port.banks and port.meets(o) for o in other.near(port.start, port.end))
 
     def claim_port(self, port: Port) -> None:
-        self.ports.setdefault((port.slice, port.kind), []).append(port)
+        self.ports.setdefault((port.slice, port.kind), Buckets()).add(port.start, port.end, port)

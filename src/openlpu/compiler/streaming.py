@@ -68,12 +68,16 @@ def lower_streaming(ctx, node: Node, args: list[Placed], out: Placed, make: Pass
     done = 0
     ready = max(a.ready for a in args)
     reach = max(ctx.hops(s, "VXM") for a in args for p in a.parts for s in p.slices)
-    full = [a for a in args if a.node.shape == node.shape]
-    broadcast = len(full) < len(args)
-    for r0, r1 in segments([*full, out], 0, node.rows):
-        parts = [a.part_of(r0) if a.node.shape == node.shape else None for a in args]
+    # full-shape operands and columns [rows, 1] stream from SRAM; rows [1, cols] and scalars are latched
+    streamed = [a for a in args if a.node.rows == node.rows and node.rows > 1 or a.node.shape == node.shape]
+    # a row [1, cols] over several rows, or a column [rows, 1] over several tiles, changes with the tile:
+    # one pass per tile; a scalar (or a one-row column) sits in a latch for a single pass
+    per_tile = any((a.node.rows == 1 and a.node.cols > 1 and node.rows > 1)
+                   or (a.node.cols == 1 and a.node.rows > 1 and node.cols > 1) for a in args)
+    for r0, r1 in segments([*streamed, out], 0, node.rows):
+        parts = [a.part_of(r0) if a in streamed else None for a in args]
         whole = all(p.row0 == r0 and p.rows == r1 - r0 for p in [*filter(None, parts), out.part_of(r0)])
-        passes = [(0, out.tiles * (r1 - r0))] if whole and not broadcast else [(j, r1 - r0) for j in range(out.tiles)]
+        passes = [(0, out.tiles * (r1 - r0))] if whole and not per_tile else [(j, r1 - r0) for j in range(out.tiles)]
         for j, count in passes:
             _, step = place(ctx.res, ctx.builder,
                             lambda t, j=j, count=count, parts=parts, r0=r0: make(
@@ -90,8 +94,8 @@ def _apart(ctx, node: Node, args: list[Placed], make: PassMaker) -> list[Placed]
 
     out: list[Placed] = []
     for a in args:
-        clash = a.node.shape == node.shape and any(
-            b is not a and b.node.shape == node.shape
+        clash = a.node.rows == node.rows and any(
+            b is not a and b.node.rows == node.rows
             and any(set(pa.slices) & set(pb.slices) for pa, pb in zip(a.parts, b.parts, strict=True))
             for b in out)
         if clash:
