@@ -67,7 +67,8 @@ def _check_queues(program: Program) -> list[Violation]:
     for q, instrs in program.queues.items():
         qkind = chip.queue_target(q)[0]
         busy_until, busy_by = 0, None
-        syncs = fetches = 0
+        syncs = 0
+        ifetch_cycles = [i.cycle for i in instrs if i.op == "IFETCH"]
         parked_until = 0
         prev = None
         for index, ins in enumerate(instrs):
@@ -83,7 +84,7 @@ def _check_queues(program: Program) -> list[Violation]:
             if ins.cycle < parked_until:
                 out.append(Violation(
                     "sync", f"{where} issues while the queue is parked at SYNC until cycle {parked_until}."))
-            available = _fetched_at(chip, instrs, index, fetches)
+            available = _fetched_at(chip, ifetch_cycles, index)
             if available is None or ins.cycle < available:
                 when = "no IFETCH brings it" if available is None else f"it arrives at cycle {available}"
                 out.append(Violation("underrun", f"queue underrun: {where} is dispatched but {when}."))
@@ -104,22 +105,22 @@ def _check_queues(program: Program) -> list[Violation]:
                 else:
                     parked_until = max(ins.cycle + 1, releases[syncs])
                 syncs += 1
-            if ins.op == "IFETCH":
-                fetches += 1
             busy_until, busy_by = ins.cycle + ins.occupancy, f"{ins.op} issued at cycle {ins.cycle}"
             prev = ins
     return out
 
 
-def _fetched_at(chip, instrs, index: int, fetches_before: int) -> int | None:
-    """Cycle at which instruction `index` of a queue is in the queue's buffer (None: never fetched)."""
+def _fetched_at(chip, ifetch_cycles: list[int], index: int) -> int | None:
+    """Cycle at which instruction `index` of a queue is in the queue's buffer (None: never fetched).
+
+    The first queue_preload instructions are loaded before start; the k-th IFETCH brings the next block.
+    (An IFETCH's own index is below the block it brings, so counting all of a queue's IFETCHes is right.)"""
     if index < chip.queue_preload:
         return 0
     block = (index - chip.queue_preload) // chip.ifetch_instructions  # 0 = first IFETCH
-    ifetches = [i for i in instrs[:index] if i.op == "IFETCH"]
-    if block >= len(ifetches):
+    if block >= len(ifetch_cycles):
         return None
-    return ifetches[block].cycle + ISA["IFETCH"].d_func
+    return ifetch_cycles[block] + ISA["IFETCH"].d_func
 
 
 def _check_operands(program: Program, execs: list[Exec]) -> list[Violation]:
@@ -139,6 +140,9 @@ def _check_operands(program: Program, execs: list[Exec]) -> list[Violation]:
                 bad(ex, f"writes {ref} off the chip edge at {ex.slice}; use the other direction.")
         if "addr" in a and not 0 <= a["addr"] < chip.mem_addresses:
             bad(ex, f"address {a['addr']} is outside 0..{chip.mem_addresses - 1}.")
+        for buf in (a.get("buf"), a.get("src")):
+            if isinstance(buf, Ref) and buf.kind == "b" and buf.index >= chip.mxm_act_buffers:
+                bad(ex, f"activation buffer {buf} is outside b0..b{chip.mxm_act_buffers - 1}.")
         if "slot" in a and not a["slot"] < chip.mxm_acc_slots:
             bad(ex, f"accumulator slot {a['slot']} is outside 0..{chip.mxm_acc_slots - 1}.")
         if ex.op.name == "LW" and a["row"] + a["count"] > chip.mxm_size:
@@ -291,8 +295,25 @@ def _check_units(program: Program, execs: list[Exec]) -> list[Violation]:
     deskews: dict[int, int] = {}
     arrivals: dict[int, list[int]] = {}
     receives: dict[int, list[Exec]] = {}
+    filled: dict[tuple[int, int], int] = {}  # (plane, buffer) -> first cycle ABC commits it
+    once: dict[tuple, Exec] = {}  # (what, which, cycle) -> the instruction that does it
     for ex in sorted(execs, key=lambda e: e.cycle):
         name, a = ex.op.name, ex.args
+        if name in ("SEND", "CONFIG"):
+            key = (name, a["link"] if name == "SEND" else a["key"], ex.wcycle)
+            if key in once:
+                what = f"link {a['link']}" if name == "SEND" else f"register {a['key']}"
+                out.append(Violation("c2c" if name == "SEND" else "config",
+                                     f"{ex.describe()} and {once[key].describe()} both use {what} in cycle "
+                                     f"{ex.wcycle}: which one wins would depend on queue order."))
+            once[key] = ex
+        if name == "ABC":
+            filled.setdefault((ex.unit, a["buf"].index), ex.wcycle)
+        if name == "ACC" and a["src"].kind == "b":
+            at = filled.get((ex.unit, a["src"].index))
+            if at is None or at > ex.rcycle:
+                out.append(Violation("mxm", f"{ex.describe()} reads activation buffer {a['src']} of plane "
+                                            f"{ex.unit}, which no ABC has filled by cycle {ex.rcycle}."))
         if name == "IW":
             installs.setdefault(ex.unit, []).append((ex.wcycle, a["dtype"]))
         elif name == "ACC":
