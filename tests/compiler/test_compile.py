@@ -199,3 +199,18 @@ def test_computed_weights_attention_scores_and_transpose(dtype):
     ref = g.evaluate(inputs, lanes=MINI_LANES)
     assert all(_same_bits(result.outputs[n], ref[n]) for n in ref)
     assert np.array_equal(result.outputs["kt"], inputs["k"].T)
+
+
+def test_column_and_scalar_inputs_broadcast_after_replication():
+    rng = np.random.default_rng(12)
+    g = Graph()
+    x = g.input("x", (3, 70), "fp32")
+    col = g.input("col", (3, 1), "fp32")  # an input column holds its value in lane 0 only: replicated first
+    s = g.input("s", (1, 1), "fp32")
+    g.output("y", g.add(g.mul(x, col), s))
+    inputs = {"x": _values(rng, "fp32", (3, 70)), "col": _values(rng, "fp32", (3, 1)),
+              "s": _values(rng, "fp32", (1, 1))}
+    result = compile(g, "tsp-mini").run(inputs)
+    ref = g.evaluate(inputs, lanes=MINI_LANES)
+    assert _same_bits(result.outputs["y"], ref["y"])
+    np.testing.assert_allclose(result.outputs["y"], inputs["x"] * inputs["col"] + inputs["s"], rtol=1e-5, atol=1e-5)

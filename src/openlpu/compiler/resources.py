@@ -152,7 +152,8 @@ class Resources:
         if same is not None and any(port.meets(o) for o in same.near(port.start, port.end)):
             return False
         other = self.ports.get((port.slice, "w" if port.kind == "r" else "r"))
-        return other is None or not any(o.banks & port.banks and port.meets(o) for o in other.near(port.start, port.end))
+        return other is None or not any(o.banks & port.banks and port.meets(o)
+                                        for o in other.near(port.start, port.end))
 
     def claim_port(self, port: Port) -> None:
         self.ports.setdefault((port.slice, port.kind), Buckets()).add(port.start, port.end, port)
