@@ -109,22 +109,19 @@ class Graph:
 
     def matmul(self, a: Node, b: Node, name=None) -> Node:
         """[M, K] x [K, N]: int8 -> int32 or fp16 -> fp32, each 320-long K tile summed exactly, rounded once."""
-        if a.cols != b.rows:
-            raise UserError(f"matmul {a.name}{list(a.shape)} x {b.name}{list(b.shape)}: inner dimensions differ.")
-        if a.dtype != b.dtype or a.dtype not in ("int8", "fp16"):
-            raise UserError(f"matmul needs two int8 or two fp16 operands; got {a.dtype} and {b.dtype}: "
-                            f"cast them first.")
-        return self._add("matmul", (a, b), (a.rows, b.cols), "int32" if a.dtype == "int8" else "fp32", name)
+        return self._mxm("matmul", a, b, a.cols == b.rows, (a.rows, b.cols), name)
 
     def matmul_nt(self, a: Node, b: Node, name=None) -> Node:
         """[M, K] x [N, K]^T, the MXM's native form (GroqAPI: A . B^T): b's rows are the weight rows, so a
         computed b (keys of attention, say) can be installed straight from SRAM."""
-        if a.cols != b.cols:
-            raise UserError(f"matmul_nt {a.name}{list(a.shape)} x {b.name}{list(b.shape)}^T: columns differ.")
+        return self._mxm("matmul_nt", a, b, a.cols == b.cols, (a.rows, b.rows), name)
+
+    def _mxm(self, op: str, a: Node, b: Node, fits: bool, shape: tuple[int, int], name) -> Node:
+        if not fits:
+            raise UserError(f"{op} {a.name}{list(a.shape)} x {b.name}{list(b.shape)}: the inner dimensions differ.")
         if a.dtype != b.dtype or a.dtype not in ("int8", "fp16"):
-            raise UserError(f"matmul_nt needs two int8 or two fp16 operands; got {a.dtype} and {b.dtype}: "
-                            f"cast them first.")
-        return self._add("matmul_nt", (a, b), (a.rows, b.rows), "int32" if a.dtype == "int8" else "fp32", name)
+            raise UserError(f"{op} needs two int8 or two fp16 operands; got {a.dtype} and {b.dtype}: cast them first.")
+        return self._add(op, (a, b), shape, "int32" if a.dtype == "int8" else "fp32", name)
 
     def transpose(self, a: Node, name=None) -> Node:
         """[R, C] -> [C, R] on the MXM: an identity times a^T (exact for int8 and fp16)."""
