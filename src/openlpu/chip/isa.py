@@ -8,7 +8,10 @@ position p is visible at p at cycle w and one slice further downstream each cycl
 Semantics are two functions: `read(state, ex, inputs) -> payload` runs at the read cycle, and
 `commit(state, ex, payload) -> outputs` at the write cycle, so state written by one instruction is
 seen by another exactly when the timing says. `state` is the chip state of an executor (see
-openlpu.sim.state); `ex.args` holds the operands of this (possibly repeated) issue.
+openlpu.sim.state); `ex.args` holds the operands of this (possibly repeated) issue. The fast executor
+(openlpu.sim.fast) calls the same functions on a batch of n issues at once: inputs and payloads then
+carry a leading axis of n vectors and the operands a REPEAT advances (addresses, rows, slots, buffers)
+are arrays of n values; every function below gives each vector the bits it would get alone.
 
 Published latencies are few: Notify's 35 cycles (ISCA20). The rest are `assumed` in LATENCY below,
 each with its reason; they are chosen once here and nowhere else.
@@ -82,9 +85,9 @@ class OpDef:
     def timing_source(self) -> str:
         return LATENCY[self.timing][2]
 
-    def step(self, args: dict, r: int) -> dict:
-        """The operands of repetition r (0 = the original issue)."""
-        if not r or not self.repeat_step:
+    def step(self, args: dict, r) -> dict:
+        """The operands of repetition r (0 = the original issue); r may be an array of repetitions."""
+        if not self.repeat_step or (np.ndim(r) == 0 and not r):
             return args
         out = dict(args)
         for key, inc in self.repeat_step.items():
@@ -241,8 +244,9 @@ _ACC_DTYPE = {"int8": "int32", "fp16": "fp32"}
 
 
 def _lw_commit(st, ex, payload):
-    row = ex.args["row"]
-    st.mxm[ex.unit].buffer[row:row + len(payload)] = payload
+    # payload is [count, lanes], or [vectors, count, lanes] with one row operand per vector
+    rows = np.add.outer(ex.args["row"], np.arange(payload.shape[-2]))
+    st.mxm[ex.unit].buffer[rows] = payload
     return []
 
 
@@ -261,8 +265,19 @@ def _iw_commit(st, ex, payload):
 
 
 def _abc_commit(st, ex, payload):
-    st.mxm[ex.unit].act[ex.args["buf"].index] = payload
+    index, act = ex.args["buf"].index, st.mxm[ex.unit].act
+    if np.ndim(index):  # a batch of vectors, one buffer each
+        act.update(zip(np.asarray(index).tolist(), payload, strict=True))
+    else:
+        act[index] = payload
     return []
+
+
+def _act(plane, index) -> np.ndarray:
+    """The activation buffer `index` of a plane, or a stack of them for an array of indices."""
+    if np.ndim(index):
+        return np.stack([plane.act[i] for i in np.asarray(index).tolist()])
+    return plane.act[index]
 
 
 def _acc_read(st, ex, inputs):
@@ -274,7 +289,7 @@ def _acc_read(st, ex, inputs):
             f"{plane.mode or 'none'}: issue IW {dt} first."
         )
     src = ex.args["src"]
-    return plane.kernel(plane.act[src.index] if src.kind == "b" else inputs[0])
+    return plane.kernel(_act(plane, src.index) if src.kind == "b" else inputs[0])
 
 
 def _acc_commit(st, ex, product):
@@ -298,7 +313,7 @@ _MXM_DT = ("int8", "fp16")
 _define(OpDef("LW", "MXM", (stream("src"), ints("count", 1), ints("row", 0)), "mxm.lw",
               "load `count` weight rows from streams src..src+count-1 into buffer rows row..",
               io=lambda a: ([(Ref(a["src"].kind, a["src"].index + i), "int8") for i in range(a["count"])], []),
-              read=lambda st, ex, inputs: np.stack(inputs).view(np.uint8), commit=_lw_commit,
+              read=lambda st, ex, inputs: np.stack(inputs, axis=-2).view(np.uint8), commit=_lw_commit,
               repeat_step={"row": "count"}))
 _define(OpDef("IW", "MXM", (choice("dtype", *_MXM_DT),), "mxm.iw",
               "install the weight buffer into the array (fp16 joins this even plane's buffer, low bytes, "
@@ -317,8 +332,8 @@ _define(OpDef("ACC", "MXM", (choice("dtype", *_MXM_DT), stream("src", "b"), stre
 
 
 def _shift(st, ex, inputs):
-    n = ex.args["n"]
     x = inputs[0]
+    n = max(-x.shape[-1], min(x.shape[-1], ex.args["n"]))  # shifting past every lane leaves zeros
     out = np.zeros_like(x)
     if n >= 0:
         out[..., n:] = x[..., :x.shape[-1] - n]

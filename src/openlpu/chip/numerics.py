@@ -76,6 +76,11 @@ def _wide(a: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def binary(op: str, a: np.ndarray, b: np.ndarray, dtype: str, saturate: bool = False) -> np.ndarray:
+    with np.errstate(all="ignore"):  # overflow to inf and NaN are results, not warnings
+        return _binary(op, a, b, dtype, saturate)
+
+
+def _binary(op: str, a: np.ndarray, b: np.ndarray, dtype: str, saturate: bool) -> np.ndarray:
     if dtype == "fp32" and op in ("add", "sub", "mul"):
         # IEEE fp32 arithmetic is already one correct rounding.
         return {"add": np.add, "sub": np.subtract, "mul": np.multiply}[op](a, b).astype(np.float32)
@@ -96,6 +101,11 @@ def binary(op: str, a: np.ndarray, b: np.ndarray, dtype: str, saturate: bool = F
 
 
 def unary(op: str, a: np.ndarray, dtype: str, saturate: bool = False) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return _unary(op, a, dtype, saturate)
+
+
+def _unary(op: str, a: np.ndarray, dtype: str, saturate: bool) -> np.ndarray:
     x = _wide(a, dtype)
     if op == "mov":
         return a.astype(DTYPES[dtype])
@@ -108,20 +118,24 @@ def unary(op: str, a: np.ndarray, dtype: str, saturate: bool = False) -> np.ndar
     else:
         if dtype not in FLOAT_DTYPES:
             raise UserError(f"{op} needs a float dtype (fp16 or fp32), not {dtype}: cast first.")
-        with np.errstate(all="ignore"):
-            if op == "exp":
-                r = np.exp(x)
-            elif op == "tanh":
-                r = np.tanh(x)
-            elif op == "rsqrt":
-                r = 1.0 / np.sqrt(x)
-            else:
-                raise ValueError(op)
+        if op == "exp":
+            r = np.exp(x)
+        elif op == "tanh":
+            r = np.tanh(x)
+        elif op == "rsqrt":
+            r = 1.0 / np.sqrt(x)
+        else:
+            raise ValueError(op)
     return _finish(r, dtype, saturate)
 
 
 def cast(a: np.ndarray, src: str, dst: str, round_mode: str = "nearest") -> np.ndarray:
     """Type conversion. Float -> int rounds (nearest even, or toward zero) and saturates; NaN -> 0."""
+    with np.errstate(all="ignore"):
+        return _cast(a, src, dst, round_mode)
+
+
+def _cast(a: np.ndarray, src: str, dst: str, round_mode: str) -> np.ndarray:
     if dst in FLOAT_DTYPES:
         return _wide(a, src).astype(DTYPES[dst])
     if src in INT_DTYPES:
@@ -178,16 +192,56 @@ class Fp16Kernel:
         self.w_lo_t = np.ascontiguousarray(w_lo.T)
 
     def __call__(self, acts: np.ndarray) -> np.ndarray:
+        if acts.ndim > 1:  # a batch: vectors with an inf or NaN take the float64 path one by one, as alone
+            rows = acts.reshape(-1, acts.shape[-1])
+            exact = np.isfinite(rows).all(axis=1) & self.finite
+            if exact.all():
+                return self._exact(acts)
+            out = np.empty((len(rows), self.weights.shape[0]), np.float32)
+            out[exact] = self._exact(rows[exact])
+            for i in np.flatnonzero(~exact):
+                out[i] = self._float64(rows[i])
+            return out.reshape(*acts.shape[:-1], -1)
         if not (self.finite and np.isfinite(acts).all()):
-            with np.errstate(all="ignore"):
-                return (acts.astype(np.float64) @ self.weights.astype(np.float64).T).astype(np.float32)
+            return self._float64(acts)
+        return self._exact(acts)
+
+    def _float64(self, acts: np.ndarray) -> np.ndarray:
+        """Non-finite operands: IEEE inf/NaN rules through a float64 product (a matrix-vector product)."""
+        with np.errstate(all="ignore"):
+            return (acts.astype(np.float64) @ self.weights.astype(np.float64).T).astype(np.float32)
+
+    def _exact(self, acts: np.ndarray) -> np.ndarray:
         a_hi, a_lo = _split(acts)
         hh = a_hi @ self.w_hi_t
         mid = np.concatenate([a_hi, a_lo], axis=-1) @ self.w_mid_t
         ll = a_lo @ self.w_lo_t
-        # hh, mid and ll are exact integers; combining them rounds deterministically, elementwise.
-        total = (hh * (_SPLIT * _SPLIT) + mid * _SPLIT) + ll
-        return (total / (_FP16_SCALE * _FP16_SCALE)).astype(np.float32)
+        # hh, mid and ll are exact integers; their sum is rounded once, to fp32
+        return _sum_to_fp32(hh * (_SPLIT * _SPLIT), mid * _SPLIT, ll, 1.0 / (_FP16_SCALE * _FP16_SCALE))
+
+
+def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """s + e == a + b exactly, s the rounded sum (Knuth)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _sum_to_fp32(a: np.ndarray, b: np.ndarray, c: np.ndarray, scale: float) -> np.ndarray:
+    """(a + b + c) * scale rounded once to fp32, for integer-valued float64 a, b, c.
+
+    The exact sum is carried as a rounded float64 and an exact remainder, then rounded to odd at 53
+    bits: with 29 bits to spare, the cast to fp32 then rounds exactly as the exact sum would."""
+    s, e1 = _two_sum(a, b)
+    t, e2 = _two_sum(s, c)
+    t, r = _two_sum(t, e1 + e2)  # the errors are integers below 2^53: their sum is exact
+    inexact = r != 0
+    if inexact.any():
+        away = np.sign(r) == np.sign(t)  # the exact sum lies beyond t, away from zero
+        other = np.nextafter(t, np.where(away, np.copysign(np.inf, t), 0.0))
+        even = (t.view(np.int64) & 1) == 0
+        t = np.where(inexact & even, other, t)  # of the two floats around the sum, take the odd one
+    return (t * scale).astype(np.float32)
 
 
 def mxm_kernel(dtype: str, weights: np.ndarray):
