@@ -37,3 +37,13 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def si(value: float, unit: str) -> str:
+    """A figure with an SI prefix: 12.2 GB/s, 394 ns."""
+    if unit == "hops":
+        return f"{value:g}"
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-6, "u"), (1e-9, "n")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:g} {unit}"

@@ -6,7 +6,7 @@ import argparse
 
 from rich.table import Table
 
-from openlpu.commands.output import add_json_flag, emit, kv_table
+from openlpu.commands.output import add_json_flag, emit, kv_table, si
 from openlpu.system.summary import summarize
 from openlpu.system.topology import build
 
@@ -48,31 +48,22 @@ def _render(console, data) -> None:
         ("nodes / racks", f"{data['nodes']:,} / {data['racks']:,}"),
         ("links", f"{data['links']:,}: {data['local_links']:,} local, {data['global_links']:,} global "
                   f"({data['rack_to_rack_links']:,} between racks)"),
-        ("link", f"{_si(data['link_bytes_per_s'], 'B/s')} payload each way, "
+        ("link", f"{si(data['link_bytes_per_s'], 'B/s')} payload each way, "
                  f"{data['link_latency_cycles']} cycles latency"),
         ("diameter", f"{_hops(data['diameter_hops'])} ({data['router_diameter_hops']} hops counting nodes as "
-                     f"virtual routers), {_si(data['diameter_latency_s'], 's')} over the links"),
-        ("bisection", f"{data['bisection_links']:,} links, {_si(data['bisection_bytes_per_s'], 'B/s')} each way"),
-        ("global SRAM", _si(data["sram_bytes"], "B")),
+                     f"virtual routers), {si(data['diameter_latency_s'], 's')} over the links"),
+        ("bisection", f"{data['bisection_links']:,} links, {si(data['bisection_bytes_per_s'], 'B/s')} each way"),
+        ("global SRAM", si(data["sram_bytes"], "B")),
     ]))
     if data["published"]:
         table = Table(title="model vs published", title_justify="left")
         for column in ("figure", "model", "published", "model/published", "source"):
             table.add_column(column)
         for row in data["published"]:
-            table.add_row(row["figure"], _si(row["model"], row["unit"]), _si(row["published"], row["unit"]),
+            table.add_row(row["figure"], si(row["model"], row["unit"]), si(row["published"], row["unit"]),
                           f"{row['ratio']:.2f}", row["source"].split(":")[0])
         console.print(table)
 
 
 def _hops(n: int) -> str:
     return f"{n} link hop{'s' * (n != 1)}"
-
-
-def _si(value: float, unit: str) -> str:
-    if unit == "hops":
-        return f"{value:g}"
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-6, "u"), (1e-9, "n")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g} {prefix}{unit}"
-    return f"{value:g} {unit}"

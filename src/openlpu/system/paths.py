@@ -23,11 +23,16 @@ class Path:
         return len(self.links)
 
 
-def minimal_paths(topo: Topology, src: int, dst: int, limit: int | None = None) -> list[Path]:
-    """Every shortest path from src to dst (parallel links give distinct paths), in order of chip ids."""
+def minimal_paths(topo: Topology, src: int, dst: int, limit: int | None = None,
+                  to_dst: np.ndarray | None = None) -> list[Path]:
+    """Every shortest path from src to dst (parallel links give distinct paths), in order of chip ids.
+
+    `to_dst`, the hop counts to dst (`topo.graph.distances(dst)`), may be passed in by callers that
+    route many transfers to one chip."""
     topo.check_chip(src)
     topo.check_chip(dst)
-    to_dst = topo.graph.distances(dst)
+    if to_dst is None:
+        to_dst = topo.graph.distances(dst)
     paths: list[Path] = []
     # Depth-first, always stepping to a neighbour one hop closer to dst.
     stack = [((src,), ())]
@@ -69,9 +74,12 @@ def nonminimal_paths(topo: Topology, src: int, dst: int, limit: int | None = Non
         if start // size in (src // size, dst // size):
             continue
         group = np.arange(start, min(start + size, topo.chips))
+        group = group[from_src[group] >= 0]  # chips cut off (by failed links) cannot be passed through
+        if not group.size:
+            continue
         via = int(group[np.argmin(from_src[group])])
         to_via = _descend(topo, via, from_src)[::-1]
-        used = np.array([c for c, _ in to_via[:-1]])
+        used = np.array([c for c, _ in to_via[:-1]], dtype=np.int64)
         if np.any(used == dst):
             continue
         # The second leg avoids the chips of the first, so the route never crosses itself.

@@ -13,6 +13,9 @@ class PublishedFigures:
     rack_bisection_bytes_per_s: float = cited(3.2e12, "ISCA22, RACK: 3.2 TB/s bisection per rack")
     rack_end_to_end_s: float = cited(1.6e-6, "ISCA22, RACK: 1.6 us end to end within a rack")
     fully_connected_diameter_hops: int = cited(3, "ISCA22: up to 33 nodes (264 TSPs) fully connected, 3 hops")
+    fully_connected_worst_s: float = cited(2.17e-6, "ISCA22 5.6: 256-TSP worst case, 3 hops = 2.17 us")
+    nonminimal_no_gain_bytes: int = cited(8 * 1024, "ISCA22: non-minimal routing gives no benefit under 8 kB "
+                                                    "inside a node")
     full_scale_diameter_hops: int = cited(
         5, "ISCA22: 10,440 TSPs at <= 5 hops (2 in rack, 1 global, 2 in rack)"
     )
