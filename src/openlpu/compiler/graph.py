@@ -152,7 +152,7 @@ class Graph:
                 a = self._replicate(a)
             ins.append(a)
         node = self._add(op, ins, shape, dt, name)
-        if shape[1] == 1 and all(a.attrs.get("replicated") or a.shape == (1, 1) for a in ins):
+        if shape[1] == 1 and all(a.attrs.get("replicated") for a in ins):
             node.attrs["replicated"] = True
         return node
 
@@ -193,16 +193,25 @@ class Graph:
     def row_sum(self, a: Node, name=None) -> Node:
         """Each row's sum, [rows, 1]. The VXM has no cross-lane add; the MXM multiplies by a ones matrix,
         which leaves the sum in every lane, so the result broadcasts over columns for free. int8 -> int32,
-        fp16 -> fp32; fp32 is split into an fp16 part and an fp16 remainder (about 22 bits; |x| < 65504)."""
+        fp16 -> fp32. fp32 is cut into three fp16 limbs at scales 2^32, 2^16 and 1, each summed on the MXM:
+        about fp32 precision for |x| < 2.8e14 (fp16's 65504 x 2^32)."""
         if a.dtype in ("int8", "fp16"):
             node = self._add("row_sum", (a,), (a.rows, 1), "int32" if a.dtype == "int8" else "fp32", name)
             node.attrs["replicated"] = True
             return node
         if a.dtype != "fp32":
             raise UserError(f"row_sum takes int8, fp16 or fp32; {a.name} is {a.dtype}: cast it first.")
-        hi = self.cast(a, "fp16")
-        lo = self.cast(self.sub(a, self.cast(hi, "fp32")), "fp16")
-        return self.add(self.row_sum(hi), self.row_sum(lo), name=name)
+        total, rest = None, a
+        for scale in (2.0**32, 2.0**16, 1.0):
+            limb = self.cast(self.mul(rest, 1.0 / scale), "fp16")  # powers of two: exact scaling
+            part = self.mul(self.row_sum(limb), scale)
+            total = part if total is None else self.add(total, part)
+            if scale != 1.0:
+                rest = self.sub(rest, self.mul(self.cast(limb, "fp32"), scale))
+        return self.mov(total, name=name) if name else total
+
+    def mov(self, a: Node, name=None) -> Node:
+        return self._elementwise("mov", a, name=name)
 
     def mean(self, a: Node, name=None) -> Node:
         return self.mul(self.row_sum(a), 1.0 / a.cols, name=name)
@@ -223,8 +232,8 @@ class Graph:
         return self.add(self.mul(self.mul(centred, scale), weight), bias, name=name)
 
     def softmax(self, x: Node, name=None) -> Node:
-        """exp(x) / sum(exp(x)) per row, in fp32. Without the max subtraction (no cross-lane max yet):
-        exact for |x| below 88, where fp32 exp overflows."""
+        """exp(x) / sum(exp(x)) per row, in fp32. Without the max subtraction (no cross-lane max yet): for
+        x below 33, where exp(x) passes row_sum's range of 2.8e14."""
         if x.dtype != "fp32":
             raise UserError(f"softmax takes fp32; {x.name} is {x.dtype}: cast it first.")
         e = self.exp(x)

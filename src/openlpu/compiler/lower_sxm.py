@@ -17,7 +17,7 @@ SWAP_PAIRS = "swap_pairs"
 
 def lower_lane_move(ctx, node: Node, args: list[Placed], out: Placed) -> int:
     ctx.builder.program.maps.setdefault(SWAP_PAIRS, tuple(i ^ 1 for i in range(16)))
-    return lower_streaming(ctx, node, args, out, _sxm_pass)
+    return lower_streaming(ctx, node, args, out, _sxm_pass, units=("SXM_W", "SXM_E"))
 
 
 def _sxm_pass(ctx, node: Node, args: list[Placed], sources: list[Part | None], part: Part, row0: int, tile: int,

@@ -61,13 +61,15 @@ def stream_out(ctx, step: Step, part: Part, addr: int, count: int, written: int,
 PassMaker = Callable[..., Step | None]
 
 
-def lower_streaming(ctx, node: Node, args: list[Placed], out: Placed, make: PassMaker) -> int:
-    """Stream the op over every row segment (and tile, where operands broadcast or parts differ); returns
-    the cycle at which `out` is complete in SRAM."""
+def lower_streaming(ctx, node: Node, args: list[Placed], out: Placed, make: PassMaker,
+                    units: tuple[str, ...] = ("VXM",)) -> int:
+    """Stream the op over every row segment (and tile, where operands broadcast or parts differ) through
+    one of `units`; returns the cycle at which `out` is complete in SRAM."""
     args = _apart(ctx, node, args, make)
     done = 0
     ready = max(a.ready for a in args)
-    reach = max(ctx.hops(s, "VXM") for a in args for p in a.parts for s in p.slices)
+    # no READ may issue before its operand is complete: the farthest operand slice from any unit bounds t
+    reach = max(ctx.hops(s, u) for a in args for p in a.parts for s in p.slices for u in units)
     # full-shape operands and columns [rows, 1] stream from SRAM; rows [1, cols] and scalars are latched
     streamed = [a for a in args if a.node.rows == node.rows and node.rows > 1 or a.node.shape == node.shape]
     # a row [1, cols] over several rows, or a column [rows, 1] over several tiles, changes with the tile:
