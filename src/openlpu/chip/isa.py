@@ -87,7 +87,7 @@ class OpDef:
 
     def step(self, args: dict, r) -> dict:
         """The operands of repetition r (0 = the original issue); r may be an array of repetitions."""
-        if not self.repeat_step or (np.ndim(r) == 0 and not r):
+        if not self.repeat_step or (isinstance(r, int) and not r):
             return args
         out = dict(args)
         for key, inc in self.repeat_step.items():
