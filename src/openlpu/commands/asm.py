@@ -8,7 +8,9 @@ from openlpu.chip.asm import disassemble, load
 from openlpu.chip.isa import ISA
 from openlpu.chip.spec import PRESETS
 from openlpu.commands.output import add_json_flag, emit, kv_table
+from openlpu.errors import UserError
 from openlpu.sim.exact import run as run_exact
+from openlpu.sim.fast import run as run_fast
 from openlpu.sim.verify import check
 from openlpu.viz.trace import chrome_trace, write_trace
 
@@ -35,6 +37,9 @@ def register(sub) -> None:
             add_json_flag(v)
         if verb == "run":
             v.add_argument("--trace", metavar="OUT.json", help="write a Perfetto/Chrome trace of the run")
+            v.add_argument("--executor", choices=["exact", "fast"], default="exact",
+                           help="exact: every vector, cycle by cycle (default); fast: a tensor instruction at a "
+                                "time, the same bits and cycles (no trace)")
         v.set_defaults(run={"run": _run, "check": _check, "disasm": _disasm}[verb])
     isa = verbs.add_parser("isa", help="print the instruction table", description="Every instruction: "
                            "unit, operands, d_skew, d_func and where the timing comes from.")
@@ -44,7 +49,12 @@ def register(sub) -> None:
 
 def _run(args) -> int:
     program = load(args.file, args.chip)
-    result = run_exact(program)
+    if args.executor == "fast":
+        if args.trace:
+            raise UserError("--trace needs the exact executor: drop --executor fast.")
+        result = run_fast(program)
+    else:
+        result = run_exact(program)
     if args.trace:
         write_trace(args.trace, chrome_trace(result))
     data = {"file": args.file, **result.summary()}
