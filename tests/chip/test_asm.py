@@ -108,3 +108,13 @@ def test_asm_check_reports_violations_and_exits_1(tmp_path, capsys):
     bad.write_text(".chip tsp-mini\n.queue VXM.0\n    MOV int8, e0, e1\n")
     assert main(["asm", "check", str(bad)]) == 1
     assert "before any value reaches it" in capsys.readouterr().out
+
+
+def test_asm_run_fast_gives_the_exact_cycles_and_bytes(examples_dir, capsys):
+    path = str(examples_dir / "matmul_fp16.s")
+    assert main(["asm", "run", path, "--json"]) == 0
+    exact = json.loads(capsys.readouterr().out)
+    assert main(["asm", "run", path, "--json", "--executor", "fast"]) == 0
+    fast = json.loads(capsys.readouterr().out)
+    assert (fast["cycles"], fast["outputs"], fast["busy_cycles"]) == (exact["cycles"], exact["outputs"],
+                                                                      exact["busy_cycles"])
