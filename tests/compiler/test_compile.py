@@ -214,3 +214,29 @@ def test_column_and_scalar_inputs_broadcast_after_replication():
     ref = g.evaluate(inputs, lanes=MINI_LANES)
     assert _same_bits(result.outputs["y"], ref["y"])
     np.testing.assert_allclose(result.outputs["y"], inputs["x"] * inputs["col"] + inputs["s"], rtol=1e-5, atol=1e-5)
+
+
+def test_slices_and_concatenations_copy_rows_and_whole_tiles():
+    rng = np.random.default_rng(13)
+    g = Graph()
+    x = g.input("x", (140, 70), "fp16")  # two row halves, three column tiles (the last partial)
+    y = g.input("y", (5, 32), "fp16")
+    g.output("last", g.slice(x, rows=(139, 140)))  # the last row, as prefill's logits want
+    g.output("mid", g.slice(x, rows=(60, 80), cols=(32, 64)))  # crosses the halves' boundary
+    g.output("rows", g.concat([g.slice(x, rows=(0, 3), cols=(0, 32)), y], axis=0))
+    g.output("cols", g.concat([y, g.slice(x, rows=(0, 5), cols=(0, 40))], axis=1))
+    inputs = {"x": _values(rng, "fp16", (140, 70)), "y": _values(rng, "fp16", (5, 32))}
+    result = compile(g, "tsp-mini").run(inputs)
+    x_, y_ = inputs["x"], inputs["y"]
+    expected = {"last": x_[139:140], "mid": x_[60:80, 32:64], "rows": np.concatenate([x_[:3, :32], y_]),
+                "cols": np.concatenate([y_, x_[:5, :40]], axis=1)}
+    ref = g.evaluate(inputs, lanes=MINI_LANES)
+    for k, v in expected.items():
+        assert np.array_equal(result.outputs[k], v) and np.array_equal(ref[k], v), k
+
+
+def test_a_column_slice_off_a_tile_edge_is_one_sentence():
+    g = Graph()
+    g.output("s", g.slice(g.input("x", (2, 64), "fp32"), cols=(5, 20)))
+    with pytest.raises(UserError, match="column 5 is not on a tile edge"):
+        compile(g, "tsp-mini")

@@ -19,6 +19,7 @@ from openlpu.chip.spec import ChipSpec, get_chip
 from openlpu.compiler.alloc import SramAllocator
 from openlpu.compiler.graph import ELEMENTWISE, Graph, Node, check_input, ones_tile
 from openlpu.compiler.layout import Part, Placed, declare, halves, row_split, set_value, tiles, unpack
+from openlpu.compiler.lower_copy import lower_copy, pieces_for
 from openlpu.compiler.lower_matmul import lower_matmul
 from openlpu.compiler.lower_sxm import lower_lane_move
 from openlpu.compiler.lower_vxm import lower_elementwise
@@ -224,6 +225,10 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
             a, b = placed[node.inputs[0]], placed[node.inputs[1]]
             out = placed[node] = ctx.place_tensor(node, avoid=(a, b))
             out.ready = lower_matmul(ctx, node, a, b, out)
+        elif node.op in ("slice", "concat"):
+            args = [placed[i] for i in node.inputs]
+            out = placed[node] = ctx.place_tensor(node, avoid=tuple(args))
+            out.ready = lower_copy(ctx, node, pieces_for(node, args, chip.lanes), out)
         elif node.op == "swap_pairs":
             a = placed[node.inputs[0]]
             out = placed[node] = ctx.place_tensor(node, avoid=(a,))

@@ -239,6 +239,28 @@ class Graph:
         e = self.exp(x)
         return self.mul(e, self.reciprocal(self.row_sum(e)), name=name)
 
+    # ---- slices and concatenation ----
+    def slice(self, a: Node, rows: tuple[int, int] | None = None, cols: tuple[int, int] | None = None,
+              name=None) -> Node:
+        """a[r0:r1, c0:c1]. On the chip, columns must start on a tile edge (a multiple of the lanes)."""
+        r0, r1 = rows or (0, a.rows)
+        c0, c1 = cols or (0, a.cols)
+        if not (0 <= r0 < r1 <= a.rows and 0 <= c0 < c1 <= a.cols):
+            raise UserError(f"slice rows {r0}:{r1}, cols {c0}:{c1} is outside {a.name}{list(a.shape)}.")
+        return self._add("slice", (a,), (r1 - r0, c1 - c0), a.dtype, name, row0=r0, col0=c0)
+
+    def concat(self, parts: list[Node], axis: int, name=None) -> Node:
+        """Rows (axis 0) or columns (axis 1) one after another; one dtype. Columns join on tile edges."""
+        if not parts or axis not in (0, 1):
+            raise UserError("concat takes a non-empty list of tensors and axis 0 (rows) or 1 (columns).")
+        other = 1 - axis
+        if len({p.dtype for p in parts}) > 1 or len({p.shape[other] for p in parts}) > 1:
+            raise UserError(f"concat along axis {axis} needs one dtype and equal "
+                            f"{'columns' if axis == 0 else 'rows'}: {[repr(p) for p in parts]}.")
+        shape = [parts[0].rows, parts[0].cols]
+        shape[axis] = sum(p.shape[axis] for p in parts)
+        return self._add("concat", tuple(parts), tuple(shape), parts[0].dtype, name, axis=axis)
+
     # ---- lane moves (the SXM) ----
     def swap_pairs(self, a: Node, name=None) -> Node:
         """Exchange columns 2i and 2i+1 (an even number of columns)."""
@@ -296,6 +318,10 @@ class Graph:
             return matmul_reference(args[0], ones_tile(n.inputs[0], lanes), lanes)[:, :1]
         if n.op == "cast":
             return nx.cast(args[0], n.inputs[0].dtype, n.dtype)
+        if n.op == "slice":
+            return args[0][n.attrs["row0"]:n.attrs["row0"] + n.rows, n.attrs["col0"]:n.attrs["col0"] + n.cols]
+        if n.op == "concat":
+            return np.concatenate(args, axis=n.attrs["axis"])
         if n.op == "swap_pairs":
             return args[0].reshape(n.rows, -1, 2)[..., ::-1].reshape(n.shape).copy()
         args = [np.broadcast_to(a, n.shape) for a in args]
