@@ -263,28 +263,27 @@ def _nearest(execs: list[Exec], ref: Ref, i: int, reader: Exec) -> str:
 
 
 def _check_banks(program: Program, execs: list[Exec]) -> list[Violation]:
-    """Per slice and cycle: at most one read and one write, and then in different banks."""
+    """A read and a write of one slice in one cycle must use different banks. (Two reads or two writes of a
+    slice in one cycle would need two issues from its one queue in one cycle: a slot violation already.)"""
     chip = program.chip
     out: list[Violation] = []
-    seen: dict[tuple[str, str, int], tuple[Exec, set[int]]] = {}  # (read|write, slice, cycle) -> access
+    reads: dict[tuple[str, int], tuple[Exec, set[int]]] = {}
+    writes: list[tuple[Exec, int, set[int]]] = []
     for ex in execs:
         if ex.op.unit != "MEM":
             continue
-        kind = "read" if ex.op.name in ("READ", "GATHER") else "write"
-        cycle = ex.rcycle if kind == "read" else ex.wcycle
-        # GATHER and SCATTER take per-lane addresses from a stream: they hold every bank of the slice.
+        # GATHER and SCATTER take per-lane addresses from a stream: they hold every bank of the slice
         banks = {ex.args["addr"] // chip.bank_size} if "addr" in ex.args else set(range(chip.mem_banks))
-        same = seen.get((kind, ex.slice, cycle))
-        other = seen.get(("write" if kind == "read" else "read", ex.slice, cycle))
-        if same is not None:
-            out.append(Violation("bank", f"bank conflict at {ex.slice} in cycle {cycle}: {same[0].describe()} "
-                                         f"and {ex.describe()} both {kind} (one read and one write per cycle)."))
-        elif other is not None and other[1] & banks:
-            bank = min(other[1] & banks)
-            out.append(Violation("bank", f"bank conflict at {ex.slice} bank {bank} in cycle {cycle}: "
-                                         f"{other[0].describe()} and {ex.describe()} both access it (a read and "
-                                         f"a write in one cycle must use different banks)."))
-        seen[(kind, ex.slice, cycle)] = (ex, banks)
+        if ex.op.name in ("READ", "GATHER"):
+            reads[(ex.slice, ex.rcycle)] = (ex, banks)
+        else:
+            writes.append((ex, ex.wcycle, banks))
+    for ex, cycle, banks in writes:
+        other = reads.get((ex.slice, cycle))
+        if other is not None and other[1] & banks:
+            out.append(Violation("bank", f"bank conflict at {ex.slice} bank {min(other[1] & banks)} in cycle "
+                                         f"{cycle}: {other[0].describe()} and {ex.describe()} both access it (a "
+                                         f"read and a write in one cycle must use different banks)."))
     return out
 
 
