@@ -1,22 +1,12 @@
-import argparse
 import json
 
 import pytest
 
-from openlpu.commands import cost
-from openlpu.errors import UserError
+from openlpu.cli import main
 
 
-def run_cost(capsys, *argv):
-    parser = argparse.ArgumentParser(prog="openlpu")
-    cost.register(parser.add_subparsers())
-    args = parser.parse_args(["cost", *argv])
-    assert args.run(args) == 0
-    return capsys.readouterr().out
-
-
-def test_json_has_the_seed_figures_and_costs_per_token(capsys):
-    data = json.loads(run_cost(capsys, "--json"))
+def test_json_has_the_seed_figures_and_costs_per_token(capsys, cli):
+    data = json.loads(cli("cost", "--json"))
     seed = {r["item"]: r for r in data["seed"]}
     assert seed["LPU hardware"]["computed_usd"] == 11_440_000
     assert seed["LPU operations"]["computed_usd"] == pytest.approx(761_904)
@@ -29,10 +19,10 @@ def test_json_has_the_seed_figures_and_costs_per_token(capsys):
     assert data["sources"]["server_price_usd"].startswith("FACTS 4")
 
 
-def test_flags_change_the_assumptions(capsys):
+def test_flags_change_the_assumptions(capsys, cli):
     flags = ["--cards", "576", "--months", "12", "--server-price", "250000", "--gpu", "a100", "--gpus", "4",
              "--batch", "8", "--model", "llama3-8b-8192"]
-    data = json.loads(run_cost(capsys, "--json", *flags))
+    data = json.loads(cli("cost", "--json", *flags))
     seed = {r["item"]: r["computed_usd"] for r in data["seed"]}
     assert seed["LPU hardware"] == 576 * 20_000
     assert seed["GPU hardware"] == 250_000
@@ -44,29 +34,30 @@ def test_flags_change_the_assumptions(capsys):
     assert gpu["tokens_per_s"] == pytest.approx(2 * data["gpu_baseline"]["tokens_per_s_system"])
 
 
-def test_table_shows_seed_and_computed_side_by_side(capsys):
-    out = run_cost(capsys)
+def test_table_shows_seed_and_computed_side_by_side(capsys, cli):
+    out = cli("cost")
     assert "$11,440,000" in out and "$11.44M" in out
     assert "$761,904" in out and "$0.762M" in out and "0.9999" in out
     assert "memory bound" in out
 
 
-def test_plot_is_written(capsys, tmp_path):
+def test_plot_is_written(capsys, tmp_path, cli):
     path = tmp_path / "cost.png"
-    data = json.loads(run_cost(capsys, "--json", "--plot", str(path)))
+    data = json.loads(cli("cost", "--json", "--plot", str(path)))
     assert data["plot"] == str(path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bad_input_is_one_sentence(capsys):
-    with pytest.raises(UserError, match="not a decoder LLM"):
-        run_cost(capsys, "--model", "resnet50")
-    with pytest.raises(UserError, match="writable --plot path"):
-        run_cost(capsys, "--plot", "/nonexistent-dir/cost.png")
+@pytest.mark.parametrize("argv, words", [(["--model", "resnet50"], "not a decoder LLM"),
+                                         (["--plot", "/nonexistent-dir/cost.png"], "writable --plot path")])
+def test_bad_input_is_one_sentence(argv, words, capsys):
+    assert main(["cost", *argv]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
 
 
-def test_help_teaches_with_examples(capsys):
+def test_help_teaches_with_examples(capsys, cli):
     with pytest.raises(SystemExit):
-        run_cost(capsys, "--help")
+        cli("cost", "--help")
     out = capsys.readouterr().out
     assert "examples:" in out and "--usd-per-kw-month" in out and "FACTS.md section 4" in out
