@@ -50,3 +50,23 @@ def test_rmsnorm_of_large_activations():
     y = g.evaluate({"x": x})["y"]
     np.testing.assert_allclose(y, x / np.sqrt((x.astype(np.float64) ** 2).mean() + 1e-5), rtol=1e-4)
     assert _same_bits(compile(g, "tsp-mini").run({"x": x}).outputs["y"], y)
+
+
+def test_row_sum_after_rsqrt_of_a_partial_tile():
+    # rsqrt of a partial tile's zero padding lanes must stay finite: the MXM multiplies them by zero weights
+    g = Graph()
+    g.output("s", g.row_sum(g.cast(g.rsqrt(g.input("x", (1, 2), "fp32")), "fp16")))
+    result = compile(g, "tsp-mini").run({"x": np.full((1, 2), 0.25, np.float32)})
+    assert np.array_equal(result.outputs["s"], np.full((1, 1), 4.0, np.float32))  # got NaN
+
+
+def test_one_tile_matmuls_use_both_hemispheres():
+    # N tiles dealt from plane 0 every time filled the west hemisphere while the east stayed empty
+    rng = np.random.default_rng(0)
+    g = Graph()
+    x = g.input("x", (1, 32), "int8")
+    for i in range(200):  # 200 KB of weights on a 512 KB chip
+        g.output(f"y{i}", g.matmul(x, g.constant(f"w{i}", rng.integers(-100, 100, (32, 32)).astype(np.int8))))
+    compiled = compile(g, "tsp-mini", check=False)
+    xv = rng.integers(-100, 100, (1, 32)).astype(np.int8)
+    assert _same_bits(compiled.run({"x": xv}, executor="fast").outputs["y199"], g.evaluate({"x": xv}, lanes=32)["y199"])

@@ -123,7 +123,9 @@ def _unary(op: str, a: np.ndarray, dtype: str, saturate: bool) -> np.ndarray:
         elif op == "tanh":
             r = np.tanh(x)
         elif op == "rsqrt":
-            r = 1.0 / np.sqrt(x)
+            # rsqrt(0) saturates to the largest finite value (assumed): the zero padding lanes of a partial
+            # tile must stay finite, or the MXM's zero weights for them turn inf into NaN (0 * inf)
+            r = np.where(x == 0, np.finfo(DTYPES[dtype]).max, 1.0 / np.sqrt(x))
         else:
             raise ValueError(op)
     return _finish(r, dtype, saturate)

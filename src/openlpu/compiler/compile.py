@@ -67,6 +67,7 @@ class Ctx:
         self.alloc = SramAllocator(chip)
         self.matmuls: list[MatmulStat] = []
         self.planes: dict[int, tuple[int, int]] = {}  # MXM plane -> (its last IW, end of its last ACCs)
+        self.matmul_turn = 0  # which unit takes the first N tile of the next matmul
         self._constants = 0
         self._zeros: dict[int, Part] = {}
         self.weight_tiles: dict[tuple, tuple] = {}  # (hemisphere, byte plane, tile bytes) -> where it is
@@ -225,6 +226,8 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
             a, b = placed[node.inputs[0]], placed[node.inputs[1]]
             out = placed[node] = ctx.place_tensor(node, avoid=(a, b))
             out.ready = lower_matmul(ctx, node, a, b, out)
+        elif node.op == "clean":
+            placed[node] = _clean(ctx, node, placed[node.inputs[0]])
         elif node.op in ("slice", "concat"):
             args = [placed[i] for i in node.inputs]
             out = placed[node] = ctx.place_tensor(node, avoid=tuple(args))
@@ -252,6 +255,28 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
     by_name.update({name: placed[n] for name, n in graph.outputs.items()})
     end = max((i.cycle for q in program.queues.values() for i in q), default=0)
     return Compiled(graph, program, by_name, end, ctx.matmuls, spans)
+
+
+def _clean(ctx: Ctx, node: Node, a: Placed) -> Placed:
+    """Zero the padding lanes of a partial last tile: max(min(x, hi), lo) with hi = +inf and lo = -inf in the
+    real columns and 0 in the padding (the zero padding of a packed constant does that), which leaves every
+    real value as it is and every padding value, finite or infinite, at 0."""
+    if node.cols % ctx.chip.lanes == 0:
+        return a
+    bounds = []
+    for sign in (1, -1):
+        bound = Node("constant", (), (1, node.cols), node.dtype, f"{node.name}.{'hi' if sign > 0 else 'lo'}")
+        p = ctx.place_tensor(bound)
+        declare(ctx.builder.program, p)
+        set_value(ctx.builder.program, p, np.full((1, node.cols), sign * np.inf, dtype=nx.DTYPES[node.dtype]))
+        bounds.append(p)
+    low = Node("min", (a.node, bounds[0].node), node.shape, node.dtype, f"{node.name}.min")
+    lowered = ctx.place_tensor(low, avoid=(a,))
+    lowered.ready = lower_elementwise(ctx, low, [a, bounds[0]], lowered)
+    out = ctx.place_tensor(node, avoid=(lowered,))
+    out.ready = lower_elementwise(ctx, Node("max", (low, bounds[1].node), node.shape, node.dtype, node.name),
+                                  [lowered, bounds[1]], out)
+    return out
 
 
 def _insert_ifetch(program: Program) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from openlpu.chip import numerics as nx
+from openlpu.chip.numerics import FLOAT_DTYPES
 from openlpu.errors import UserError
 
 ALIASES = {"float16": "fp16", "float32": "fp32", "half": "fp16", "float": "fp32"}
@@ -116,7 +117,16 @@ class Graph:
         computed b (keys of attention, say) can be installed straight from SRAM."""
         return self._mxm("matmul_nt", a, b, a.cols == b.cols, (a.rows, b.rows), name)
 
+    def _clean(self, a: Node) -> Node:
+        """The identity, for the reference; on the chip it zeroes the lanes past the last column of a partial
+        tile. Elementwise ops can turn those padding lanes into inf (rsqrt(0), exp of a shifted 0), and the
+        MXM multiplies them by zero weights: 0 * inf = NaN. Inputs, constants and MXM results are clean."""
+        if a.dtype not in FLOAT_DTYPES or a.op in ("input", "constant", "matmul", "matmul_nt", "row_sum", "clean"):
+            return a
+        return self._add("clean", (a,), a.shape, a.dtype)
+
     def _mxm(self, op: str, a: Node, b: Node, fits: bool, shape: tuple[int, int], name) -> Node:
+        a, b = self._clean(a), self._clean(b)
         if not fits:
             raise UserError(f"{op} {a.name}{list(a.shape)} x {b.name}{list(b.shape)}: the inner dimensions differ.")
         if a.dtype != b.dtype or a.dtype not in ("int8", "fp16"):
@@ -196,7 +206,8 @@ class Graph:
         fp16 -> fp32. fp32 is cut into three fp16 limbs at scales 2^32, 2^16 and 1, each summed on the MXM:
         about fp32 precision for |x| < 2.8e14 (fp16's 65504 x 2^32)."""
         if a.dtype in ("int8", "fp16"):
-            node = self._add("row_sum", (a,), (a.rows, 1), "int32" if a.dtype == "int8" else "fp32", name)
+            node = self._add("row_sum", (self._clean(a),), (a.rows, 1), "int32" if a.dtype == "int8" else "fp32",
+                             name)
             node.attrs["replicated"] = True
             return node
         if a.dtype != "fp32":
@@ -318,6 +329,8 @@ class Graph:
             return matmul_reference(args[0], ones_tile(n.inputs[0], lanes), lanes)[:, :1]
         if n.op == "cast":
             return nx.cast(args[0], n.inputs[0].dtype, n.dtype)
+        if n.op == "clean":
+            return args[0]
         if n.op == "slice":
             return args[0][n.attrs["row0"]:n.attrs["row0"] + n.rows, n.attrs["col0"]:n.attrs["col0"] + n.cols]
         if n.op == "concat":

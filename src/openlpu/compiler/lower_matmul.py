@@ -86,6 +86,10 @@ def lower_matmul(ctx, node, a: Placed, b: np.ndarray | Placed, out: Placed) -> i
             raise UserError(f"matmul {node.name}: {rows:,} rows per hemisphere exceed the {chip.mxm_acc_slots:,} "
                             f"accumulator slots of a plane; split the rows into several matmuls.")
         mine = [(p, h) for p, h in all_units if len(split) == 1 or hemispheres[h] == k]
+        # deal N tiles from a different unit each matmul, so small matmuls spread over both hemispheres' SRAM
+        turn = ctx.matmul_turn % len(mine)
+        mine = mine[turn:] + mine[:turn]
+        ctx.matmul_turn += 1
         for i, (plane, mxm) in enumerate(mine):
             west = mxm == "MXM_W"
             local = plane % 2 if dtype == "int8" else 0

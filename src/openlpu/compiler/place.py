@@ -34,6 +34,13 @@ class Emit:
         occ = ISA[self.op].occupancy(dict(zip((o.name for o in ISA[self.op].operands), self.args, strict=True)))
         return occ + (self.n - 1) * self.d
 
+    def busy(self) -> int:
+        """Cycles the queue's unit is taken. A VXM ALU also owns its output latch until its last result
+        lands there (d_func after the last issue): a later op on that ALU must not overwrite a latched
+        value another ALU is still reading."""
+        extra = ISA[self.op].d_func if self.queue.startswith("VXM.") else 0
+        return self.occupancy() + extra
+
 
 @dataclass
 class Step:
@@ -46,7 +53,7 @@ def fits(res: Resources, step: Step) -> int:
     """0 if the step fits; otherwise a shift (>= 1) worth trying next."""
     for e in step.emits:
         start = e.cycle
-        end = start + e.occupancy() + IFETCH_GAP
+        end = start + e.busy() + IFETCH_GAP
         q = res.queue(e.queue)
         if not q.free(start, end):
             return max(1, q.next_free(start, end) - start)
@@ -99,7 +106,7 @@ def place(res: Resources, builder: Builder, make: Callable[[int], Step | None], 
         if t - t_min > SEARCH_LIMIT:
             raise UserError(f"cannot schedule {what}: no free resources within {SEARCH_LIMIT:,} cycles.")
     for e in step.emits:
-        res.queue(e.queue).claim(e.cycle, e.cycle + e.occupancy() + IFETCH_GAP)
+        res.queue(e.queue).claim(e.cycle, e.cycle + e.busy() + IFETCH_GAP)
         builder.emit(e.queue, e.cycle, e.op, *e.args)
         if e.n > 1:
             builder.repeat(e.queue, e.n - 1, e.d)
