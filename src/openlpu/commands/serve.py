@@ -1,0 +1,75 @@
+"""`openlpu serve`: a Groq/OpenAI-compatible API and a chat page, backed by the model on simulated LPUs."""
+
+from __future__ import annotations
+
+import argparse
+
+from openlpu.commands.output import add_json_flag, emit, kv_table
+from openlpu.models.registry import DEFAULT_MODEL
+from openlpu.serve.app import API_PREFIXES, Service, build_engine, create_app
+from openlpu.serve.ratelimit import RateLimiter
+from openlpu.serve.scheduler import PACES, Scheduler
+from openlpu.serve.server import bind, serve_forever
+
+EPILOG = """examples:
+  openlpu serve                                   SmolLM2-135M on one simulated chip, http://127.0.0.1:8000
+  openlpu serve --chips 4 --pace host --port 9000
+  openlpu serve --api-key secret --requests-per-minute 30
+
+then, from Python (pip install openai):
+  from openai import OpenAI
+  client = OpenAI(base_url="http://127.0.0.1:8000/openai/v1", api_key="unused")
+  client.chat.completions.create(model="smollm2-135m-8192", messages=[{"role": "user", "content": "Hi"}])
+or open http://127.0.0.1:8000/ for the chat page, or measure it: openlpu bench --base-url http://127.0.0.1:8000/v1
+
+Tokens come from the numpy reference model; the LPU times in `usage` and `x_groq` are INTERIM
+(InterimTiming: chip clock and an assumed per-layer latency) until the compiled engine exists; the host's
+own times are in `x_openlpu.host_usage`. See docs/serve.md."""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve the model through a Groq/OpenAI-compatible API and a chat page",
+        description="Serve a model on simulated LPUs: POST /chat/completions (streamed or not), GET /models, "
+                    f"GET /models/ID under {' and '.join(API_PREFIXES)}, GET /health, and a chat page at /.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default %(default)s)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="model name or .gguf path (default %(default)s)")
+    p.add_argument("--chips", type=int, default=1,
+                   help="simulated chips, one model replica each: requests run this many at once (default 1)")
+    p.add_argument("--pace", choices=PACES, default="lpu",
+                   help="lpu: stream no faster than the simulated LPU; host: as fast as this machine computes "
+                        "(default %(default)s)")
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on the API (default: no key)")
+    p.add_argument("--requests-per-minute", type=int, default=10_000, help="rate limit (default %(default)s)")
+    p.add_argument("--tokens-per-minute", type=int, default=10_000_000, help="rate limit (default %(default)s)")
+    add_json_flag(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    limiter = RateLimiter(args.requests_per_minute, args.tokens_per_minute)
+    sock = bind(args.host, args.port)  # before loading the model: a busy port fails at once
+    engine = build_engine(args.model, args.chips)
+    service = Service(engine, Scheduler(engine, args.pace), limiter, api_key=args.api_key)
+    base = f"http://{args.host}:{sock.getsockname()[1]}"
+    info = {"url": base, "playground": f"{base}/", "api": [base + prefix for prefix in API_PREFIXES],
+            "model": engine.model_id, "context": engine.context_length, "chips": args.chips,
+            "concurrency": engine.concurrency, "pace": args.pace, "lpu_timing": engine.timing.kind,
+            "api_key_required": args.api_key is not None}
+
+    def render(console, d):
+        console.print(kv_table("openlpu serve (Ctrl-C stops)", [
+            ("chat page", d["playground"]), ("API", ", ".join(d["api"])), ("model", d["model"]),
+            ("chips", f"{d['chips']} (one replica each: {d['concurrency']} at once)"),
+            ("pace", d["pace"]), ("LPU timing", f"{d['lpu_timing']} (see docs/serve.md)"),
+            ("API key", "required" if d["api_key_required"] else "none"),
+        ]))
+
+    emit(args, info, render)
+    serve_forever(create_app(service), sock)
+    return 0

@@ -1,0 +1,97 @@
+"""The service: an engine behind a request scheduler, a rate limiter and the API, as a FastAPI app.
+
+`build_engine` is the interim engine the service runs until the compiled engine exists: the numpy
+reference's tokens, `InterimTiming`'s simulated seconds, and one model replica per chip (concurrency =
+chips), which needs the model's int8 weights to fit one chip's SRAM.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException
+
+from openlpu.chip.spec import TSP_V1
+from openlpu.errors import UserError
+from openlpu.models.registry import load_model
+from openlpu.runtime.engine import Engine
+from openlpu.runtime.interim_timing import InterimTiming
+from openlpu.runtime.reference_engine import ReferenceEngine
+from openlpu.serve.errors import ApiError
+from openlpu.serve.ratelimit import RateLimiter
+from openlpu.serve.routes import router
+from openlpu.serve.scheduler import Scheduler
+
+API_PREFIXES = ("/openai/v1", "/v1")
+MAX_BODY_BYTES = 1 << 20
+
+
+@dataclass
+class Service:
+    engine: Engine
+    scheduler: Scheduler
+    limiter: RateLimiter
+    api_key: str | None = None
+    max_body_bytes: int = MAX_BODY_BYTES
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+def build_engine(model: str, chips: int = 1) -> ReferenceEngine:
+    if chips < 1:
+        raise UserError(f"--chips {chips} is not a number of chips; give 1 or more")
+    loaded = load_model(model)
+    needed, sram = loaded.config.weight_bytes("int8"), TSP_V1.sram_bytes
+    if needed > sram:
+        raise UserError(f"{model} needs {needed / 1e6:.0f} MB of int8 weights, more than one chip's "
+                        f"{sram / 1e6:.0f} MB of SRAM; the interim engine runs one replica per chip, so serve a "
+                        "smaller model")
+    return ReferenceEngine(loaded, InterimTiming(loaded.config), concurrency=chips)
+
+
+def create_app(service: Service) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service.scheduler.start()
+        yield
+        service.scheduler.stop()
+
+    app = FastAPI(title="openlpu", summary="A Groq-compatible API backed by simulated LPUs", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    app.state.service = service
+    for prefix in API_PREFIXES:
+        app.include_router(router, prefix=prefix)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def playground() -> str:
+        return resources.files("openlpu.serve").joinpath("static/index.html").read_text()
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": service.engine.model_id, "pace": service.scheduler.pace,
+                "lpu_timing": service.engine.timing.kind, **service.scheduler.stats()}
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, err: ApiError) -> JSONResponse:
+        return err.response()
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code)
+        return ApiError(err.status_code, f"{request.method} {request.url.path}: {err.detail}", code=code).response()
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
+        return ApiError(400, f"invalid request: {err.errors()[0]['msg']}").response()
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, err: Exception) -> JSONResponse:
+        return ApiError(500, f"the server failed: {type(err).__name__}; the request was not completed",
+                        type="server_error").response()
+
+    return app
