@@ -70,3 +70,14 @@ def test_one_tile_matmuls_use_both_hemispheres():
     compiled = compile(g, "tsp-mini", check=False)
     xv = rng.integers(-100, 100, (1, 32)).astype(np.int8)
     assert _same_bits(compiled.run({"x": xv}, executor="fast").outputs["y199"], g.evaluate({"x": xv}, lanes=32)["y199"])
+
+
+def test_a_long_chain_reuses_sram():
+    # a dead tensor's SRAM is handed back: 100 ops of 8 KB fit a 512 KB chip
+    g = Graph()
+    y = g.input("x", (8, 256), "fp32")  # 8 KB on tsp-mini, whose SRAM is 512 KB
+    for _ in range(100):
+        y = g.neg(y)
+    g.output("y", y)
+    x = np.arange(8 * 256, dtype=np.float32).reshape(8, 256)
+    assert np.array_equal(compile(g, "tsp-mini", check=False).run({"x": x}, executor="fast").outputs["y"], x)

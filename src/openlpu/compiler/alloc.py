@@ -13,10 +13,31 @@ from openlpu.errors import UserError
 
 
 class SramAllocator:
+    """Bump allocation per (slice, bank), plus holes left by dead tensors.
+
+    A hole is reused only by a tensor whose producer cannot write before the hole's last reader is done:
+    the producer reads its inputs first, so a hole freed by cycle T serves a tensor whose inputs are all
+    ready by T (`not_before`)."""
+
     def __init__(self, chip: ChipSpec):
         self.chip = chip
         self.next: dict[tuple[str, int], int] = {}  # (slice, bank) -> next free address
         self.rr = 0  # round-robin cursor for activations
+        self.holes: list[list] = []  # [slices, bank, addr, count, free from cycle]
+
+    def free(self, slices: tuple[str, ...], bank: int, addr: int, count: int, free_from: int) -> None:
+        self.holes.append([slices, bank, addr, count, free_from])
+
+    def _reuse(self, candidates: list[tuple[str, ...]], count: int, not_before: int):
+        allowed = set(candidates)
+        for hole in self.holes:
+            slices, bank, addr, size, free_from = hole
+            if slices in allowed and size >= count and free_from <= not_before:
+                hole[2], hole[3] = addr + count, size - count
+                if not hole[3]:
+                    self.holes.remove(hole)
+                return slices, bank, addr
+        return None
 
     def used_bytes(self) -> int:
         per_bank = self.chip.bank_size
@@ -55,10 +76,12 @@ class SramAllocator:
         _, group, bank = best
         return group, bank, self.alloc(group, count, bank, what)
 
-    def alloc_anywhere(self, candidates: list[tuple[str, ...]], count: int,
-                       what: str) -> tuple[tuple[str, ...], int, int]:
-        """Place `count` addresses in the first slice group (round-robin from the last choice) and bank
-        with room: returns (slices, bank, address)."""
+    def alloc_anywhere(self, candidates: list[tuple[str, ...]], count: int, what: str,
+                       not_before: int | None = None) -> tuple[tuple[str, ...], int, int]:
+        """Place `count` addresses in a hole free by `not_before` (when given), else in the first slice group
+        (round-robin from the last choice) and bank with room: returns (slices, bank, address)."""
+        if not_before is not None and (hole := self._reuse(candidates, count, not_before)):
+            return hole
         n = len(candidates)
         for i in range(n):
             group = candidates[(self.rr + i) % n]

@@ -91,7 +91,7 @@ class Ctx:
         self.builder.program.tensors[name] = Tensor(name, "int8", len(rows), (slice_,), addr)
         self.builder.program.values[name] = rows
 
-    def place_tensor(self, node: Node, avoid: tuple[Placed, ...] = ()) -> Placed:
+    def place_tensor(self, node: Node, avoid: tuple[Placed, ...] = (), not_before: int | None = None) -> Placed:
         """SRAM for a tensor: its rows in halves (one per hemisphere, layout.halves), each half in
         parts that fit one bank. A part keeps away from the slices that the same rows of an op's inputs
         `avoid` stream from (one queue per slice cannot stream a READ and a WRITE at once)."""
@@ -101,6 +101,9 @@ class Ctx:
         if per_part < 1:
             raise UserError(f"tensor {node.name} has {node.cols:,} columns: at most "
                             f"{self.chip.bank_size * self.chip.lanes:,} fit one bank of a slice on {self.chip.name}.")
+        # an op's output may reuse a dead tensor's SRAM once the op's inputs are ready (see SramAllocator)
+        if not_before is None:
+            not_before = max((p.ready for p in avoid), default=None)
         placed_parts = []
         for h0, hrows in halves(node.rows):
             for row0, rows in row_split(hrows, -(-hrows // per_part)):
@@ -110,7 +113,8 @@ class Ctx:
                 candidates = [g for g in self.groups(width) if not busy & set(g)]
                 if not candidates:
                     raise UserError(f"tensor {node.name} has no slices apart from its inputs' on {self.chip.name}.")
-                slices, bank, addr = self.alloc.alloc_anywhere(candidates, n_tiles * rows, f"tensor {node.name}")
+                slices, bank, addr = self.alloc.alloc_anywhere(candidates, n_tiles * rows, f"tensor {node.name}",
+                                                               not_before)
                 placed_parts.append(Part(slices, bank, addr, row0, rows))
         return Placed(node, n_tiles, placed_parts)
 
@@ -194,6 +198,9 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
     outputs = {node: name for name, node in graph.outputs.items()}
     program = ctx.builder.program
     spans: list[OpSpan] = []
+    consumers = graph.consumers()
+    uses: dict[int, int] = {}  # id(Placed) -> consumers not yet lowered
+    kept = set()  # id(Placed) of outputs: their SRAM is never handed back
     for node in graph.nodes:
         before = {q: len(instrs) for q, instrs in program.queues.items()}
         if node.op == "input":
@@ -242,6 +249,12 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
             out.ready = lower_elementwise(ctx, node, args, out)
         else:
             raise UserError(f"op {node.op!r} ({node.name}) is not lowered to the chip yet.")
+        if node in placed:
+            mine = placed[node]
+            uses[id(mine)] = uses.get(id(mine), 0) + len(consumers[node])
+            if node in outputs:
+                kept.add(id(mine))
+            _release(ctx, node, placed, uses, kept)
         new = [i.cycle for q, instrs in program.queues.items() for i in instrs[before.get(q, 0):]]
         if new:
             spans.append(OpSpan(node.name, node.op, node.shape, node.dtype, min(new), placed[node].ready))
@@ -255,6 +268,20 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
     by_name.update({name: placed[n] for name, n in graph.outputs.items()})
     end = max((i.cycle for q in program.queues.values() for i in q), default=0)
     return Compiled(graph, program, by_name, end, ctx.matmuls, spans)
+
+
+def _release(ctx: Ctx, node: Node, placed: dict[Node, Placed], uses: dict[int, int], kept: set[int]) -> None:
+    """After `node`'s op is lowered, give back the SRAM of inputs it was the last to read."""
+    done = placed[node].ready
+    for i in dict.fromkeys(node.inputs):
+        p = placed.get(i)
+        if p is None:  # weights striped by the matmul itself stay resident
+            continue
+        p.last_read = max(p.last_read, done)
+        uses[id(p)] -= 1
+        if uses[id(p)] == 0 and id(p) not in kept and p is not placed[node]:
+            for part in p.parts:
+                ctx.alloc.free(part.slices, part.bank, part.addr, p.tiles * part.rows, p.last_read)
 
 
 def _clean(ctx: Ctx, node: Node, a: Placed) -> Placed:

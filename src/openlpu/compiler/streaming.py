@@ -65,7 +65,7 @@ def lower_streaming(ctx, node: Node, args: list[Placed], out: Placed, make: Pass
                     units: tuple[str, ...] = ("VXM",)) -> int:
     """Stream the op over every row segment (and tile, where operands broadcast or parts differ) through
     one of `units`; returns the cycle at which `out` is complete in SRAM."""
-    args = _apart(ctx, node, args, make)
+    args = _apart(ctx, node, args, out)
     done = 0
     ready = max(a.ready for a in args)
     # no READ may issue before its operand is complete: the farthest operand slice from any unit bounds t
@@ -90,20 +90,21 @@ def lower_streaming(ctx, node: Node, args: list[Placed], out: Placed, make: Pass
     return done
 
 
-def _apart(ctx, node: Node, args: list[Placed], make: PassMaker) -> list[Placed]:
+def _apart(ctx, node: Node, args: list[Placed], out: Placed) -> list[Placed]:
     """Copy an operand that shares a slice with an earlier one (through the VXM, as a MOV)."""
     from openlpu.compiler.lower_vxm import vxm_pass
 
-    out: list[Placed] = []
+    kept: list[Placed] = []
     for a in args:
         clash = a.node.rows == node.rows and any(
             b is not a and b.node.rows == node.rows
             and any(set(pa.slices) & set(pb.slices) for pa, pb in zip(a.parts, b.parts, strict=True))
-            for b in out)
+            for b in kept)
         if clash:
             copy = Node("mov", (a.node,), a.node.shape, a.node.dtype, f"{a.node.name}.copy")
-            moved = ctx.place_tensor(copy, avoid=tuple(args))
+            # away from the other operands and from the output (the pass streams all of them at once)
+            moved = ctx.place_tensor(copy, avoid=(*args, out), not_before=a.ready)  # the copy reads only `a`
             moved.ready = lower_streaming(ctx, copy, [a], moved, vxm_pass)
             a = moved
-        out.append(a)
-    return out
+        kept.append(a)
+    return kept

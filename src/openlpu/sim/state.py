@@ -71,7 +71,9 @@ class ChipState:
         self.maps = {k: np.asarray(v, dtype=np.int64) for k, v in program.maps.items()}
         self.writes = 0
         for t in program.tensors.values():
-            self.store_tensor(t, program.initial_value(t))
+            # SRAM starts zeroed; storing a zeros tensor could wipe another's data where the compiler reuses space
+            if t.init != "zeros" or t.name in program.values:
+                self.store_tensor(t, program.initial_value(t))
 
     # ---- tensors in SRAM (byte planes in one slice each) ----
     def store_tensor(self, t, value: np.ndarray) -> None:
