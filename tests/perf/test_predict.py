@@ -1,0 +1,134 @@
+"""`openlpu predict`: partitioning, capacity and the composition of compiled blocks into a decode time."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from openlpu.chip.spec import get_chip
+from openlpu.cli import main
+from openlpu.errors import UserError
+from openlpu.models.zoo import ZOO, DecoderConfig
+from openlpu.perf.predict import PARTS, compile_block, plan, predict, smallest_fit, split_layers, system_sizes
+from openlpu.perf.shard import ShardShape
+
+# 8-way tensor parallel leaves one head of 40 columns, 80 FFN columns and 80 vocabulary columns a chip.
+TINY = DecoderConfig("tiny", 2, 320, 8, 8, 640, 640, 1e4, 64, "a test config")
+SRAM = get_chip("tsp-v1").sram_bytes
+HZ = get_chip("tsp-v1").clock_hz
+
+
+@pytest.fixture(scope="module")
+def two_and_four():
+    kw = dict(chips=8, context=64, prompt_tokens=8)
+    return predict(TINY, **kw), predict(dataclasses.replace(TINY, n_layers=4), **kw)
+
+
+def test_decode_time_is_the_sum_of_its_breakdown(two_and_four):
+    for r in two_and_four:
+        assert set(r.breakdown) == set(PARTS)
+        assert r.decode_s == pytest.approx(sum(r.breakdown.values()), rel=1e-12)
+        assert r.tokens_per_s_per_user == pytest.approx(1 / r.decode_s)
+        assert r.ttft_s == pytest.approx(sum(r.ttft_breakdown.values()), rel=1e-12)
+
+
+def test_each_extra_layer_adds_its_compiled_blocks_and_two_allreduces(two_and_four):
+    two, four = two_and_four
+    s = ShardShape.of(TINY, 8, "int8")
+    attn, mlp = compile_block(s, "attention", cache=64), compile_block(s, "mlp")
+    for part in ("matrix", "vector", "memory"):
+        per_layer = (getattr(attn, part) + getattr(mlp, part)) / HZ
+        assert four.breakdown[part] - two.breakdown[part] == pytest.approx(2 * per_layer, rel=1e-9)
+    head = compile_block(s, "lm_head").cycles / HZ
+    two_layers, four_layers = (r.decode_s - r.breakdown["host"] - head for r in two_and_four)
+    assert 1.95 < four_layers / two_layers < 2.05  # twice the layers, twice the time
+
+
+def test_one_stage_has_no_handoffs_and_its_network_is_the_allreduces(two_and_four):
+    two, _ = two_and_four
+    assert two.plan.stages == 1 and two.plan.chips == 8
+    d = two.as_dict()
+    reduce = int(d["derivation"]["network"].split("(")[1].split(" ")[0])
+    assert two.breakdown["network"] == pytest.approx(2 * TINY.n_layers * reduce / HZ)
+
+
+def test_shard_weights_are_an_eighth_of_the_layer():
+    m = ZOO["llama2-70b-4096"]
+    s = ShardShape.of(m, 8, "int8")
+    assert 8 * s.matmul_weights_per_layer == m.attention_params + m.expert_params
+    assert (s.heads, s.kv_heads, s.ffn, s.vocab) == (8, 1, 3584, 4000)
+    assert ShardShape.of(ZOO["llama2-7b-2048"], 8, "fp16").kv_heads == 4
+
+
+def test_layers_split_into_contiguous_even_stages():
+    assert split_layers(80, 72) == (2,) * 8 + (1,) * 64
+    assert split_layers(32, 5) == (7, 7, 6, 6, 6)
+    assert split_layers(3, 4) == (1, 1, 1, 0)  # the LM head on a node of its own
+
+
+def test_fp16_llama2_70b_needs_a_node_for_its_lm_head():
+    m = ZOO["llama2-70b-4096"]
+    best = smallest_fit(m, "fp16", m.context, 1, SRAM)  # 214 MB of fp16 weights a layer and chip
+    assert best.stage_layers == (1,) * 80 + (0,) and best.system_chips == 11 * 64
+    with pytest.raises(UserError, match="--chips 704"):
+        predict(m, chips=576, numerics="fp16")
+
+
+def test_system_sizes_are_nodes_of_a_rack_then_racks_of_64_active_chips():
+    sizes = system_sizes()
+    assert sizes[:8] == [8, 16, 24, 32, 40, 48, 56, 64] and sizes[8:10] == [128, 192]
+
+
+def test_a_model_that_does_not_fit_gets_one_sentence_with_the_chips_it_needs():
+    m = ZOO["llama2-70b-4096"]
+    best = smallest_fit(m, "int8", m.context, 1, SRAM)
+    smaller = [n for n in system_sizes() if n < best.system_chips][-1]
+    assert best.fits and not plan(m, smaller, "int8", m.context, 1, SRAM).fits
+    # 80 int8 layers of 107 MB a chip: two layers and their caches fit a chip, three do not.
+    assert max(best.stage_layers) == 2
+    with pytest.raises(UserError) as err:
+        predict(m, chips=8)
+    message = str(err.value)
+    assert f"--chips {best.system_chips}" in message and "80 layers a node" in message
+    assert message.count(". ") == 0 and message.endswith(".")
+
+
+def test_without_chips_the_smallest_system_that_fits_is_chosen():
+    assert predict(TINY, context=64, prompt_tokens=8).plan.chips == 8
+
+
+def test_users_in_flight_are_limited_by_the_sram_left_for_their_caches():
+    m = ZOO["llama2-70b-4096"]
+    p = plan(m, 576, "int8", m.context, 1, SRAM)
+    slots = p.users_in_flight
+    assert 1 <= slots < p.stages
+    assert max(p.stage_bytes(i, slots) for i in range(p.stages)) <= SRAM
+    assert max(p.stage_bytes(i, slots + 1) for i in range(p.stages)) > SRAM
+
+
+def test_the_command_prints_json_and_refuses_what_does_not_fit(capsys):
+    assert main(["predict", "llama2-70b-4096", "--chips", "8"]) == 2
+    assert "SRAM per chip" in capsys.readouterr().err
+    assert main(["predict", "llama2-7b-2048", "--chips", "12"]) == 2
+    assert "multiple of 8" in capsys.readouterr().err
+
+
+def test_two_stages_add_one_scheduled_handoff(two_and_four):
+    one, two = two_and_four[0], predict(TINY, chips=16, context=64, prompt_tokens=8)
+    assert two.plan.stage_layers == (1, 1) and two.plan.chips == 16
+    handoff = two.breakdown["network"] - one.breakdown["network"]
+    assert 0 < handoff * HZ < 5000  # one 1.3 kB transfer per chip of the node, over the rack's links
+    assert two.slowest_stage_s < one.slowest_stage_s
+
+
+def test_fp16_weights_take_longer_to_install_than_int8(two_and_four):
+    fp16 = predict(TINY, chips=8, context=64, prompt_tokens=8, numerics="fp16")
+    assert fp16.plan.shape.weight_width == 2
+    assert fp16.breakdown["matrix"] > two_and_four[0].breakdown["matrix"]
+
+
+def test_a_batch_decodes_its_users_together():
+    one, two = (predict(TINY, chips=8, context=64, prompt_tokens=8, batch=b) for b in (1, 2))
+    assert one.decode_s < two.decode_s < 2 * one.decode_s  # the weights are installed once for both users
+    assert two.tokens_per_s_system == pytest.approx(2 / two.decode_s)
