@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from openlpu.errors import UserError
@@ -47,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as err:  # a bug of ours: one line for the user, the traceback with OPENLPU_DEBUG=1
+        if os.environ.get("OPENLPU_DEBUG"):
+            raise
+        print(f"openlpu: internal error ({err.__class__.__name__}: {err}); this is a bug in openlpu: please "
+              f"report the command line (OPENLPU_DEBUG=1 shows the traceback).", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

@@ -71,3 +71,13 @@ def test_info_unknown_chip_is_one_sentence(capsys):
     assert main(["info", "--chip", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown chip 'nope'" in err
+
+
+def test_an_internal_error_is_one_line_not_a_traceback(capsys, monkeypatch):
+    import openlpu.commands.info as info
+
+    monkeypatch.delenv("OPENLPU_DEBUG", raising=False)
+    monkeypatch.setattr(info, "get_chip", lambda name: 1 / 0)
+    assert main(["info"]) == 70
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error (ZeroDivisionError" in err and "Traceback" not in err
