@@ -75,6 +75,7 @@ class Graph:
         self.outputs: dict[str, Node] = {}
         self._names: set[str] = set()
         self._consts: dict[str, Node] = {}  # shared constants of the composite ops
+        self._kernels: dict[tuple[int, int], list] = {}  # prepared MXM tiles of constant weights (evaluate)
 
     # ---- building ----
     def _add(self, op, inputs, shape, dtype, name=None, **attrs) -> Node:
@@ -322,7 +323,13 @@ class Graph:
             return n.value
         args = [values[i] for i in n.inputs]
         if n.op == "matmul":
-            return matmul_reference(args[0], args[1], lanes)
+            kernels = None
+            if n.inputs[1].op == "constant":  # weights: prepare their tiles once per graph and lane count
+                key = (id(n.inputs[1]), lanes)
+                kernels = self._kernels.get(key)
+                if kernels is None:
+                    kernels = self._kernels[key] = mxm_kernels(args[1], lanes)
+            return matmul_reference(args[0], args[1], lanes, kernels)
         if n.op == "matmul_nt":
             return matmul_reference(args[0], np.ascontiguousarray(args[1].T), lanes)
         if n.op == "row_sum":
@@ -368,12 +375,19 @@ def check_input(n: Node, inputs: dict) -> np.ndarray:
     return arr.astype(nx.DTYPES[n.dtype])
 
 
-def matmul_reference(a: np.ndarray, b: np.ndarray, lanes: int) -> np.ndarray:
-    """What the MXM computes: per K tile of `lanes`, the exact dot rounded once; tiles summed in order."""
-    dtype = "int8" if a.dtype == np.int8 else "fp16"
+def mxm_kernels(b: np.ndarray, lanes: int) -> list:
+    """The installed weights of each K tile of `lanes` rows of b [K, N]."""
+    dtype = "int8" if b.dtype == np.int8 else "fp16"
+    return [nx.mxm_kernel(dtype, np.ascontiguousarray(b[k0:k0 + lanes].T)) for k0 in range(0, b.shape[0], lanes)]
+
+
+def matmul_reference(a: np.ndarray, b: np.ndarray, lanes: int, kernels: list | None = None) -> np.ndarray:
+    """What the MXM computes: per K tile of `lanes`, the exact dot rounded once; tiles summed in order.
+    `kernels` (from mxm_kernels(b, lanes)) saves preparing constant weights again on every call."""
     acc = None
-    for k0 in range(0, a.shape[1], lanes):
-        part = nx.mxm_kernel(dtype, np.ascontiguousarray(b[k0:k0 + lanes].T))(a[:, k0:k0 + lanes])
+    for i, kernel in enumerate(kernels or mxm_kernels(b, lanes)):
+        k0 = i * lanes
+        part = kernel(a[:, k0:k0 + lanes])
         if acc is None:
             acc = part
         else:
