@@ -56,9 +56,6 @@ LATENCY: dict[str, tuple[int, int, str]] = {
     "icu.none": (0, 0, "no data effect"),
 }
 
-UNITS = ("ICU", "MEM", "VXM", "MXM", "SXM", "C2C")
-
-
 @dataclass(frozen=True)
 class OpDef:
     name: str
@@ -113,11 +110,6 @@ def _define(op: OpDef) -> None:
 
 def _group(ref: Ref | None, dt: str) -> list:
     return [] if ref is None else [(ref, dt)]
-
-
-def _pure(fn):
-    """A stateless op: compute at the read cycle, write the result at the write cycle."""
-    return fn, lambda st, ex, payload: [payload]
 
 
 # ---------------------------------------------------------------- ICU

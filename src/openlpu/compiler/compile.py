@@ -193,8 +193,6 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
         raise UserError("the graph has no outputs: mark at least one with g.output(name, tensor).")
     ctx = Ctx(chip)
     placed: dict[Node, Placed] = {}
-    matmul_weights = {n.inputs[1] for n in graph.nodes if n.op == "matmul" and n.inputs[1].op == "constant"}
-    # rows of computed weights are read one a cycle from one slice group; keep them in one part per half
     outputs = {node: name for name, node in graph.outputs.items()}
     program = ctx.builder.program
     spans: list[OpSpan] = []
@@ -207,9 +205,8 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
             p = placed[node] = ctx.place_tensor(node)
             declare(program, p)
         elif node.op == "constant":
-            if node in matmul_weights and all(u.op == "matmul" and u.inputs[1] is node
-                                              for u in graph.consumers()[node]):
-                continue  # striped over the weight slices by the matmul itself
+            if consumers[node] and all(u.op == "matmul" and u.inputs[1] is node for u in consumers[node]):
+                continue  # weights only: striped over the weight slices by each matmul itself
             p = placed[node] = ctx.place_tensor(node)
             value = node.value
             if node.shape == (1, 1):  # a scalar fills a whole vector, so any lane of a latch holds it
