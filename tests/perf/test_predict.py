@@ -11,10 +11,12 @@ from openlpu.cli import main
 from openlpu.errors import UserError
 from openlpu.models.zoo import ZOO, DecoderConfig
 from openlpu.perf.predict import PARTS, compile_block, plan, predict, smallest_fit, split_layers, system_sizes
-from openlpu.perf.shard import ShardShape
+from openlpu.perf.shard import ShardShape, default_expert_parallel
 
 # 8-way tensor parallel leaves one head of 40 columns, 80 FFN columns and 80 vocabulary columns a chip.
 TINY = DecoderConfig("tiny", 2, 320, 8, 8, 640, 640, 1e4, 64, "a test config")
+# 8 experts of 2,560 columns: 320 a chip tensor parallel, one whole expert a chip expert parallel.
+TINY_MOE = dataclasses.replace(TINY, name="tiny-moe", d_ffn=2560, n_experts=8, experts_per_token=2)
 SRAM = get_chip("tsp-v1").sram_bytes
 HZ = get_chip("tsp-v1").clock_hz
 
@@ -132,3 +134,51 @@ def test_a_batch_decodes_its_users_together():
     one, two = (predict(TINY, chips=8, context=64, prompt_tokens=8, batch=b) for b in (1, 2))
     assert one.decode_s < two.decode_s < 2 * one.decode_s  # the weights are installed once for both users
     assert two.tokens_per_s_system == pytest.approx(2 / two.decode_s)
+
+
+@pytest.mark.parametrize("ep, experts, ffn, slots_1, slots_4", [(1, 8, 80, 2, 8), (2, 4, 160, 2, 4),
+                                                              (8, 1, 640, 1, 1)])
+def test_expert_parallel_shards_hold_every_expert_once_and_run_the_worst_case_of_routing(ep, experts, ffn,
+                                                                                        slots_1, slots_4):
+    m = ZOO["mixtral-8x7b-32768"]
+    s = ShardShape.of(dataclasses.replace(m, d_ffn=640), 8, "int8", ep)
+    assert (s.experts, s.ffn, s.slots(1), s.slots(4), s.router) == (experts, ffn, slots_1, slots_4, 8)
+    real = ShardShape.of(m, 8, "int8", ep)
+    # Eight chips hold the attention and all 8 experts once between them, and a router each.
+    assert 8 * (real.matmul_weights_per_layer - m.d_model * 8) == m.attention_params + 8 * m.expert_params
+    assert real.step_weights_per_layer(1) - real.step_weights_per_layer(0) == \
+        min(real.experts, 2) * 3 * m.d_model * real.ffn
+
+
+def test_the_default_expert_parallelism_runs_the_fewest_expert_columns():
+    m = ZOO["mixtral-8x7b-32768"]
+    assert default_expert_parallel(m, 8, 1) == 1  # 2 slots of 1,792 columns beat one expert of 14,336
+    assert default_expert_parallel(m, 8, 4) == 8  # 8 tokens pick every expert: a tie, one expert a chip
+    assert default_expert_parallel(ZOO["llama2-70b-4096"], 8, 1) == 1
+    with pytest.raises(UserError, match="use one of 1, 2, 4, 8"):
+        ShardShape.of(m, 8, "int8", 3)
+
+
+def test_mixtral_fits_a_layer_a_node_at_int8():
+    m = ZOO["mixtral-8x7b-32768"]
+    best = smallest_fit(m, "int8", m.context, 1, SRAM)
+    assert best.system_chips == 256 and best.stage_layers == (1,) * 32
+
+
+@pytest.fixture(scope="module")
+def moe_by_ep():
+    return {ep: predict(TINY_MOE, chips=8, context=64, prompt_tokens=8, expert_parallel=ep, prefill=False)
+            for ep in (1, 8)}
+
+
+def test_a_mixture_of_experts_predicts_from_its_compiled_expert_slots(moe_by_ep):
+    tp, ep = moe_by_ep[1], moe_by_ep[8]
+    for r in (tp, ep):
+        assert r.decode_s == pytest.approx(sum(r.breakdown.values()), rel=1e-12) and r.ttft_s is None
+    assert tp.as_dict()["partitioning"]["expert_slots_per_decode_step"] == 2
+    assert ep.as_dict()["partitioning"]["experts_per_chip"] == 1
+    # One expert of 2,560 columns installs 4x the weights of two slots of 320: the MXM is busier.
+    assert ep.breakdown["matrix"] > tp.breakdown["matrix"]
+    mlp = compile_block(tp.plan.shape, "mlp")
+    dense = compile_block(ShardShape.of(TINY, 8, "int8"), "mlp")
+    assert mlp.matrix > dense.matrix  # two expert slots and a router against one dense MLP

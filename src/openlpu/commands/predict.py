@@ -17,8 +17,11 @@ EPILOG = """examples:
   openlpu predict llama2-70b-4096                  the smallest system that fits, and why
   openlpu predict llama2-7b-2048 --chips 40 --context 512 --prompt-tokens 32
   openlpu predict llama3-8b-8192 --numerics fp16 --batch 4 --json
+  openlpu predict mixtral-8x7b-32768 --context 4096 --expert-parallel 8
 
-Tensor parallelism over the 8 chips of a node, pipeline parallelism across nodes. One layer shard is
+Tensor parallelism over the 8 chips of a node, pipeline parallelism across nodes; a mixture of experts
+splits its experts over the node's chips too (--expert-parallel: default, the degree that runs the fewest
+expert columns a chip in the worst case of routing). One layer shard is
 compiled per distinct block (attention over the KV cache at the context, MLP, LM head) and the decode
 time composes their scheduled cycles with compiled all-reduces, scheduled stage hand-offs and PCIe
 (docs/predict.md). Without --chips it picks the smallest of 8, 16, ... 64 chips or racks of 64 active
@@ -41,13 +44,16 @@ def register(subparsers) -> None:
     p.add_argument("--context", type=int, help="tokens in each user's KV cache (default: the model's)")
     p.add_argument("--prompt-tokens", type=int, default=128, help="prompt length of the TTFT (default 128)")
     p.add_argument("--batch", type=int, default=1, help="users decoded together in one step (default 1)")
+    p.add_argument("--expert-parallel", type=int, metavar="N",
+                   help="mixture of experts: groups of a node's chips holding different experts (1, 2, 4, 8)")
     add_json_flag(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     model = load_decoder_config(args.model)
-    result = predict(model, args.chips, args.numerics, args.context, args.prompt_tokens, args.batch)
+    result = predict(model, args.chips, args.numerics, args.context, args.prompt_tokens, args.batch,
+                     expert_parallel=args.expert_parallel)
     data = result.as_dict()
     if model.name in PUBLISHED and data["chips"] == 576 and args.batch == 1:
         figure, source = PUBLISHED[model.name]
@@ -64,9 +70,11 @@ def _us(seconds: float) -> str:
 def _render(console, d) -> None:
     part = d["partitioning"]
     layers = "-".join(str(n) for n in part["layers_per_stage"])
+    experts = (f"; experts {part['expert_parallel']}-way expert parallel, {part['experts_per_chip']} a chip, "
+               f"{part['expert_slots_per_decode_step']} run a decode step") if "expert_parallel" in part else ""
     console.print(kv_table(f"{d['model']} at {d['numerics']}, context {d['context']}, batch {d['batch']}", [
         ("chips", f"{d['chips']} of a {d['system_chips']}-chip system: {part['tensor_parallel']}-way tensor "
-                  f"parallel x {part['pipeline_stages']} pipeline stages of {layers} layers"),
+                  f"parallel x {part['pipeline_stages']} pipeline stages of {layers} layers{experts}"),
         ("SRAM per chip", f"{d['sram_bytes_per_chip'] / 1e6:,.1f} of {d['sram_bytes_available'] / 1e6:,.1f} MB"),
         (f"TTFT, {d['prompt_tokens']} prompt tokens", f"{d['ttft_s'] * 1e3:,.3f} ms"),
         ("decode per token", f"{d['decode_s_per_token'] * 1e3:,.3f} ms"),

@@ -1,13 +1,14 @@
 """`predict`: a decoder LLM on N LPUs, composed from compiled layer shards and scheduled network transfers.
 
 Partitioning: tensor parallelism over the 8 chips of a node (heads, FFN columns and rows, LM-head
-columns), pipeline parallelism across nodes (contiguous layer stages, the LM head on the last stage,
-the embedding looked up on the host). Each distinct block (shard.py) is compiled once with
-`openlpu.compile` and read for its scheduled cycles; every layer of a model has the same shape, so a
-decode step compiles three programs whatever the depth. The network terms are schedules too: the
-tensor-parallel all-reduce is a compiled collective on a node, each stage hand-off is the group's eight
-point-to-point transfers scheduled together on the system's wiring. Nothing is fitted to a published
-figure: when the result misses one, the breakdown says where the time goes.
+columns; a mixture of experts adds expert parallelism inside the node), pipeline parallelism across
+nodes (contiguous layer stages, the LM head on the last stage, the embedding looked up on the host).
+Each distinct block (shard.py) is compiled once with `openlpu.compile` and read for its scheduled
+cycles; every layer of a model has the same shape, so a decode step compiles three programs whatever
+the depth. The network terms are schedules too: the tensor-parallel all-reduce is a compiled collective
+on a node, each stage hand-off is the group's eight point-to-point transfers scheduled together on the
+system's wiring. Nothing is fitted to a published figure: when the result misses one, the breakdown
+says where the time goes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from openlpu.chip.spec import ChipSpec, get_chip
 from openlpu.errors import UserError
 from openlpu.models.zoo import DecoderConfig
 from openlpu.perf.gpu import GPUS, gpu_baseline
-from openlpu.perf.shard import ShardShape, attention_block, lm_head_block, mlp_block
+from openlpu.perf.shard import ShardShape, attention_block, default_expert_parallel, lm_head_block, mlp_block
 from openlpu.sources import assumed, cited
 from openlpu.system import clocks, collectives, topology
 from openlpu.system.schedule import Transfer, schedule
@@ -104,11 +105,13 @@ def split_layers(layers: int, stages: int) -> tuple[int, ...]:
 
 
 def plan(model: DecoderConfig, chips: int, numerics: str, context: int, batch: int,
-         sram_bytes: int, a: PredictAssumptions = DEFAULTS) -> Plan:
+         sram_bytes: int, a: PredictAssumptions = DEFAULTS, expert_parallel: int | None = None) -> Plan:
+    """`expert_parallel` None: the degree whose chips run the fewest expert columns at this batch."""
     if chips < a.tp or chips % a.tp:
         raise UserError(f"--chips {chips}: give a multiple of {a.tp} (one tensor-parallel node per pipeline stage).")
     stages = min(chips // a.tp, model.n_layers + 1)
-    return Plan(model, ShardShape.of(model, a.tp, numerics), stages * a.tp, chips,
+    ep = default_expert_parallel(model, a.tp, batch) if expert_parallel is None else expert_parallel
+    return Plan(model, ShardShape.of(model, a.tp, numerics, ep), stages * a.tp, chips,
                 split_layers(model.n_layers, stages), context, batch, sram_bytes, a)
 
 
@@ -118,9 +121,9 @@ def system_sizes(spec=GROQ_V1, tp: int = DEFAULTS.tp) -> list[int]:
     return list(range(tp, active + 1, tp)) + [r * active for r in range(2, spec.max_racks + 1)]
 
 
-def smallest_fit(model, numerics, context, batch, sram_bytes, a=DEFAULTS) -> Plan | None:
+def smallest_fit(model, numerics, context, batch, sram_bytes, a=DEFAULTS, expert_parallel=None) -> Plan | None:
     for n in system_sizes(tp=a.tp):
-        p = plan(model, n, numerics, context, batch, sram_bytes, a)
+        p = plan(model, n, numerics, context, batch, sram_bytes, a, expert_parallel)
         if p.fits:
             return p
         if p.stages == model.n_layers + 1:
@@ -129,7 +132,7 @@ def smallest_fit(model, numerics, context, batch, sram_bytes, a=DEFAULTS) -> Pla
 
 
 def capacity_error(p: Plan, numerics: str) -> UserError:
-    best = smallest_fit(p.model, numerics, p.context, p.batch, p.sram_bytes, p.a)
+    best = smallest_fit(p.model, numerics, p.context, p.batch, p.sram_bytes, p.a, p.shape.expert_parallel)
     need = (f"it fits {best.system_chips} chips (--chips {best.system_chips})" if best else
             "it does not fit even one layer per node: use int8, a shorter context or a smaller batch")
     return UserError(
@@ -214,7 +217,7 @@ class Prediction:
     prompt_tokens: int
     decode_s: float
     breakdown: dict[str, float]  # seconds per decode token, summing to decode_s
-    ttft_s: float
+    ttft_s: float | None  # None: the prefill was not asked for
     ttft_breakdown: dict[str, float]
     slowest_stage_s: float
     blocks: list[BlockTiming]
@@ -233,13 +236,15 @@ class Prediction:
         return min(p.users_in_flight * p.batch / self.decode_s, p.batch / self.slowest_stage_s)
 
     def as_dict(self) -> dict:
-        p = self.plan
+        p, s = self.plan, self.plan.shape
+        experts = {"expert_parallel": s.expert_parallel, "experts_per_chip": s.experts,
+                   "expert_slots_per_decode_step": s.slots(p.batch)} if s.router else {}
         return {
             "model": p.model.name, "numerics": self.numerics, "context": p.context, "batch": p.batch,
             "prompt_tokens": self.prompt_tokens, "chips": p.chips, "system_chips": p.system_chips,
             "partitioning": {"tensor_parallel": p.a.tp, "pipeline_stages": p.stages,
                              "layers_per_stage": sorted(set(p.stage_layers)), "lm_head": "last stage",
-                             "embedding": "host"},
+                             "embedding": "host"} | experts,
             "sram_bytes_per_chip": p.bytes_per_chip, "sram_bytes_available": p.sram_bytes,
             "ttft_s": self.ttft_s, "decode_s_per_token": self.decode_s,
             "tokens_per_s_per_user": self.tokens_per_s_per_user, "tokens_per_s_system": self.tokens_per_s_system,
@@ -257,20 +262,21 @@ def _add(total: dict[str, float], part: dict[str, float], k: float = 1.0) -> Non
 
 def predict(model: DecoderConfig, chips: int | None = None, numerics: str = "int8", context: int | None = None,
             prompt_tokens: int = 128, batch: int = 1, chip_name: str = "tsp-v1",
-            a: PredictAssumptions = DEFAULTS) -> Prediction:
-    """Plan (or check) the partitioning, compile each distinct block once and compose decode and TTFT."""
+            a: PredictAssumptions = DEFAULTS, expert_parallel: int | None = None, prefill: bool = True) -> Prediction:
+    """Plan (or check) the partitioning, compile each distinct block once and compose decode and TTFT
+    (`prefill` False: decode only, for sweeps that need no TTFT)."""
     chip = get_chip(chip_name)
     context = model.context if context is None else context
     if not 1 <= prompt_tokens <= context or batch < 1:
         raise UserError(f"prompt tokens {prompt_tokens}, context {context}, batch {batch}: give a batch of at "
                         "least 1 and 1 <= prompt tokens <= context.")
     if chips is None:
-        p = smallest_fit(model, numerics, context, batch, chip.sram_bytes, a)
+        p = smallest_fit(model, numerics, context, batch, chip.sram_bytes, a, expert_parallel)
         if p is None:
-            raise capacity_error(plan(model, (model.n_layers + 1) * a.tp, numerics, context, batch, chip.sram_bytes, a),
-                                 numerics)
+            raise capacity_error(plan(model, (model.n_layers + 1) * a.tp, numerics, context, batch, chip.sram_bytes, a,
+                                      expert_parallel), numerics)
     else:
-        p = plan(model, chips, numerics, context, batch, chip.sram_bytes, a)
+        p = plan(model, chips, numerics, context, batch, chip.sram_bytes, a, expert_parallel)
         if not p.fits:
             raise capacity_error(p, numerics)
     hz, s = chip.clock_hz, p.shape
@@ -299,7 +305,7 @@ def predict(model: DecoderConfig, chips: int | None = None, numerics: str = "int
     stage_s = [(n * layer_cycles + (head.cycles if i == stages - 1 else 0)) / hz
                for i, n in enumerate(p.stage_layers)]
 
-    ttft, ttft_parts, prefill_blocks = _prefill(p, prompt_tokens, chip, chip_name)
+    ttft, ttft_parts, prefill_blocks = _prefill(p, prompt_tokens, chip, chip_name) if prefill else (None, {}, [])
     return Prediction(
         p, numerics, prompt_tokens, decode_s, breakdown, ttft, ttft_parts, max(stage_s),
         list(dict.fromkeys([attn, mlp, head, *prefill_blocks])), _roofline(p, chip, breakdown),
@@ -342,10 +348,10 @@ def _roofline(p: Plan, chip: ChipSpec, breakdown: dict[str, float]) -> dict[str,
     terms: each stage reads its weights and caches once at the SRAM bandwidth, installs every weight in the
     MXM at ISCA20's rate (all planes in 40 cycles), and does its MACs at peak; the three overlap."""
     s = p.shape
-    weights = p.model.n_layers * s.weight_width * s.matmul_weights_per_layer + s.weight_width * s.d_model * s.vocab
+    step = s.step_weights_per_layer(p.batch)
+    weights = p.model.n_layers * s.weight_width * step + s.weight_width * s.d_model * s.vocab
     kv = p.model.n_layers * p.batch * p.context * s.kv_bytes_per_token()
-    macs = p.model.n_layers * p.batch * (s.matmul_weights_per_layer + 2 * s.heads * s.head_dim * p.context) + \
-        p.batch * s.d_model * s.vocab
+    macs = p.model.n_layers * p.batch * (step + 2 * s.heads * s.head_dim * p.context) + p.batch * s.d_model * s.vocab
     macs_per_s = chip.peak_int8_ops / 2 / (1 if s.numerics == "int8" else 4)
     install_per_s = chip.mxm_planes * chip.mxm_size ** 2 / p.a.weight_install_cycles * chip.clock_hz
     terms = {"sram_s": (weights + kv) / chip.sram_bandwidth, "mxm_install_s": (weights + kv) / install_per_s,
@@ -368,9 +374,11 @@ def _gpus(model, batch, context, prompt, numerics) -> list[dict]:
 
 def _derivation(p: Plan, reduce: int, hand: list[int]) -> dict[str, str]:
     s = p.shape
+    experts = (f" (the MLP runs {s.slots(p.batch)} of the chip's {s.experts} expert(s), {s.ffn} columns each, "
+               f"{s.expert_parallel}-way expert parallel)") if s.router else ""
     return {
         "matrix": "cycles in which an MXM queue is busy (weight install, multiply) in the compiled attention and "
-                  f"MLP blocks x {p.model.n_layers} layers, plus the compiled LM head",
+                  f"MLP blocks x {p.model.n_layers} layers, plus the compiled LM head" + experts,
         "vector": "cycles in which only VXM/SXM queues are busy (norms, rotary, softmax, SiLU, casts), same blocks",
         "memory": "the rest of those blocks' scheduled cycles: MEM queues alone (SRAM reads, writes, copies) or "
                   "data in flight on the streams",

@@ -5,7 +5,7 @@ A layer of tensor parallelism over `tp` chips splits into two programs, cut wher
   the chip's heads, rotary positions, attention of every head over its KV cache of `cache` tokens, and
   the chip's share of the output projection (a partial sum, all-reduced over the group);
 - `mlp_block`: the residual add, RMSNorm, the chip's columns of gate and up, SiLU, and its rows of down
-  (a partial sum, all-reduced);
+  (a partial sum, all-reduced); for a mixture of experts, the router and the expert slots the step runs;
 and `lm_head_block`: the final RMSNorm and the chip's columns of the output projection.
 
 A step's rows are one token of each user (decode) or a chunk of one user's prompt (prefill). Weights are
@@ -16,6 +16,13 @@ the weight numerics. The graph has no reshape, so heads are moved with 0/1 matmu
   keys (GQA: the keys are installed on the MXM once per KV head);
 - the values are cached transposed (V^T [head_dim, cache]), so `matmul_nt(probs, V^T)` installs them;
 - each head's output rows are spread back to its columns by the selector's transpose and summed.
+
+Mixture of experts (expert parallelism): the node's `tp` chips form `expert_parallel` groups, each holding
+E / expert_parallel experts split tensor-parallel over its tp / expert_parallel chips. Routing is data,
+the schedule is not: a static program runs, on every chip, as many expert slots as the step's tokens could
+send to its group in the worst case, min(experts held, rows x top-k). A slot is one expert's gate, up and
+down at the chip's width, weighted by its column of the router's softmax; which expert fills a slot is an
+address (the weights of the chosen expert), which does not change the schedule.
 """
 
 from __future__ import annotations
@@ -40,20 +47,30 @@ class ShardShape:
     heads: int  # query heads on the chip
     kv_heads: int  # KV heads on the chip (replicated when the model has fewer KV heads than chips)
     head_dim: int
-    ffn: int  # FFN columns on the chip
+    ffn: int  # FFN columns of each expert on the chip (a dense model is one expert)
     vocab: int  # LM-head columns on the chip
     numerics: str  # weights: int8 or fp16
+    experts: int = 1  # experts whose columns the chip holds
+    top_k: int = 1  # experts each token uses
+    router: int = 0  # router columns: the model's experts (0: a dense MLP)
+    expert_parallel: int = 1  # groups of the node's chips holding different experts
 
     @classmethod
-    def of(cls, model: DecoderConfig, tp: int, numerics: str) -> ShardShape:
-        if model.is_moe:
-            raise UserError(f"{model.name} is a mixture of experts: predict handles dense decoders for now; "
-                            "use a llama2 or llama3 model.")
-        if model.n_heads % tp or model.d_ffn % tp:
+    def of(cls, model: DecoderConfig, tp: int, numerics: str, expert_parallel: int = 1) -> ShardShape:
+        ep = expert_parallel
+        if tp % ep or model.n_experts % ep:
+            raise UserError(f"expert parallelism {ep} for {model.name} on {tp} chips a node: use one of "
+                            f"{', '.join(map(str, expert_parallel_choices(model, tp)))}.")
+        if model.n_heads % tp or model.d_ffn % (tp // ep):
             raise UserError(f"{model.name} has {model.n_heads} heads and FFN {model.d_ffn}: they do not split "
                             f"{tp} ways; use a model whose heads and FFN are multiples of {tp}.")
         return cls(model.d_model, model.n_heads // tp, max(1, model.n_kv_heads // tp), model.head_dim,
-                   model.d_ffn // tp, -(-model.vocab // tp), numerics)
+                   model.d_ffn // (tp // ep), -(-model.vocab // tp), numerics, model.n_experts // ep,
+                   model.experts_per_token, model.n_experts if model.is_moe else 0, ep)
+
+    def slots(self, rows: int) -> int:
+        """Experts a step of `rows` tokens runs on the chip: as many as the tokens could pick from its group."""
+        return min(self.experts, rows * self.top_k)
 
     @property
     def q_cols(self) -> int:
@@ -69,8 +86,14 @@ class ShardShape:
 
     @property
     def matmul_weights_per_layer(self) -> int:
+        """Every matmul weight the chip holds for a layer."""
+        return self.step_weights_per_layer(rows=self.experts)
+
+    def step_weights_per_layer(self, rows: int) -> int:
+        """The matmul weights a step of `rows` tokens uses: attention, router and the experts it runs."""
         d = self.d_model
-        return d * (self.q_cols + 2 * self.kv_cols) + self.q_cols * d + 3 * d * self.ffn
+        attention = d * (self.q_cols + 2 * self.kv_cols) + self.q_cols * d
+        return attention + d * self.router + 3 * d * self.ffn * self.slots(rows)
 
     def weight_bytes_per_layer(self) -> int:
         """Matmul weights at the numerics, and the two RMSNorm weights in fp32."""
@@ -150,15 +173,38 @@ def attention_block(s: ShardShape, users: int, tokens: int, cache: int) -> Graph
 
 
 def mlp_block(s: ShardShape, rows: int) -> Graph:
-    """Residual add, RMSNorm, the chip's gate and up columns, SiLU, and its partial down projection."""
+    """Residual add, RMSNorm, the chip's gate and up columns, SiLU, and its partial down projection; for a
+    mixture of experts, the router's softmax and each expert slot's output weighted by its column of it."""
     b = _Blocks(s, rows)
     g = b.g
     x = b.residual("attn_sum")
     h = b.norm(x, "norm2")
-    act = g.mul(g.silu(b.proj(h, s.d_model, s.ffn, "wgate")), b.proj(h, s.d_model, s.ffn, "wup"))
-    g.output("mlp_partial", b.proj(g.cast(act, b.wdtype), s.ffn, s.d_model, "wdown"))
+    probs = g.cast(g.softmax(b.proj(h, s.d_model, s.router, "wrouter")), "fp16") if s.router else None
+    total = None
+    for j in range(s.slots(rows)):
+        act = g.mul(g.silu(b.proj(h, s.d_model, s.ffn, f"wgate{j}")), b.proj(h, s.d_model, s.ffn, f"wup{j}"))
+        out = b.proj(g.cast(act, b.wdtype), s.ffn, s.d_model, f"wdown{j}")
+        if probs is not None:
+            pick = np.zeros((s.router, 1), np.float16)
+            pick[j % s.router] = 1
+            out = g.mul(out, g.cast(g.matmul(probs, g.constant(f"route{j}", pick)), "fp32"))
+        total = out if total is None else g.add(total, out)
+    g.output("mlp_partial", total)
     g.output("x_out", x)
     return g
+
+
+def expert_parallel_choices(model: DecoderConfig, tp: int) -> list[int]:
+    """Expert-parallel degrees that split the experts and the node's chips evenly (1 for a dense model)."""
+    return [ep for ep in range(1, tp + 1) if tp % ep == 0 and model.n_experts % ep == 0]
+
+
+def default_expert_parallel(model: DecoderConfig, tp: int, rows: int) -> int:
+    """The degree whose chips run the fewest expert columns in a step of `rows` tokens (the worst case of
+    routing); on a tie, the most expert-parallel one (fewer, wider matmuls)."""
+    shapes = [ShardShape.of(model, tp, "int8", ep) for ep in expert_parallel_choices(model, tp)]
+    best = min(shapes, key=lambda s: (s.slots(rows) * s.ffn, -s.expert_parallel))
+    return best.expert_parallel
 
 
 def lm_head_block(s: ShardShape, rows: int) -> Graph:
