@@ -20,7 +20,9 @@ from openlpu.compiler.alloc import SramAllocator
 from openlpu.compiler.graph import ELEMENTWISE, Graph, Node, check_input, ones_tile
 from openlpu.compiler.layout import Part, Placed, declare, halves, row_split, set_value, tiles, unpack
 from openlpu.compiler.lower_copy import lower_copy, pieces_for
+from openlpu.compiler.lower_gather import lower_gather
 from openlpu.compiler.lower_matmul import lower_matmul
+from openlpu.compiler.lower_reduce import lower_row_max
 from openlpu.compiler.lower_sxm import lower_lane_move
 from openlpu.compiler.lower_vxm import lower_elementwise
 from openlpu.compiler.resources import Pipe, Resources
@@ -91,22 +93,28 @@ class Ctx:
         self.builder.program.tensors[name] = Tensor(name, "int8", len(rows), (slice_,), addr)
         self.builder.program.values[name] = rows
 
-    def place_tensor(self, node: Node, avoid: tuple[Placed, ...] = (), not_before: int | None = None) -> Placed:
+    def place_tensor(self, node: Node, avoid: tuple[Placed, ...] = (), not_before: int | None = None,
+                     whole: bool = False) -> Placed:
         """SRAM for a tensor: its rows in halves (one per hemisphere, layout.halves), each half in
-        parts that fit one bank. A part keeps away from the slices that the same rows of an op's inputs
-        `avoid` stream from (one queue per slice cannot stream a READ and a WRITE at once)."""
+        parts that fit one bank; `whole` keeps all rows in one part (a gather table). A part keeps away from
+        the slices that the same rows of an op's inputs `avoid` stream from (one queue per slice cannot stream
+        a READ and a WRITE at once)."""
         width = nx.width(node.dtype)
         n_tiles = tiles(node.cols, self.chip.lanes)
         per_part = self.chip.bank_size // n_tiles
         if per_part < 1:
             raise UserError(f"tensor {node.name} has {node.cols:,} columns: at most "
                             f"{self.chip.bank_size * self.chip.lanes:,} fit one bank of a slice on {self.chip.name}.")
+        if whole and node.rows > per_part:
+            raise UserError(f"gather table {node.name}{list(node.shape)} needs {node.rows * n_tiles:,} vectors in one "
+                            f"slice group, more than a bank's {self.chip.bank_size:,} on {self.chip.name}: split it "
+                            f"into row ranges of at most {per_part:,} rows.")
         # an op's output may reuse a dead tensor's SRAM once the op's inputs are ready (see SramAllocator)
         if not_before is None:
             not_before = max((p.ready for p in avoid), default=None)
         placed_parts = []
-        for h0, hrows in halves(node.rows):
-            for row0, rows in row_split(hrows, -(-hrows // per_part)):
+        for h0, hrows in [(0, node.rows)] if whole else halves(node.rows):
+            for row0, rows in row_split(hrows, 1 if whole else -(-hrows // per_part)):
                 row0 += h0
                 busy = {s for p in avoid for part in p.parts if part.row0 < row0 + rows and row0 < part.row0 + part.rows
                         for s in part.slices}
@@ -201,13 +209,14 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
     kept = set()  # id(Placed) of outputs: their SRAM is never handed back
     for node in graph.nodes:
         before = {q: len(instrs) for q, instrs in program.queues.items()}
+        table = any(u.op == "gather" and u.inputs[0] is node for u in consumers[node])
         if node.op == "input":
-            p = placed[node] = ctx.place_tensor(node)
+            p = placed[node] = ctx.place_tensor(node, whole=table)
             declare(program, p)
         elif node.op == "constant":
             if consumers[node] and all(u.op == "matmul" and u.inputs[1] is node for u in consumers[node]):
                 continue  # weights only: striped over the weight slices by each matmul itself
-            p = placed[node] = ctx.place_tensor(node)
+            p = placed[node] = ctx.place_tensor(node, whole=table)
             value = node.value
             if node.shape == (1, 1):  # a scalar fills a whole vector, so any lane of a latch holds it
                 value = np.full((1, chip.lanes), node.value.reshape(-1)[0], dtype=node.value.dtype)
@@ -236,6 +245,10 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
             args = [placed[i] for i in node.inputs]
             out = placed[node] = ctx.place_tensor(node, avoid=tuple(args))
             out.ready = lower_copy(ctx, node, pieces_for(node, args, chip.lanes), out)
+        elif node.op == "row_max":
+            placed[node] = lower_row_max(ctx, node, placed[node.inputs[0]])
+        elif node.op == "gather":
+            placed[node] = lower_gather(ctx, node, placed[node.inputs[0]], placed[node.inputs[1]])
         elif node.op == "swap_pairs":
             a = placed[node.inputs[0]]
             out = placed[node] = ctx.place_tensor(node, avoid=(a,))

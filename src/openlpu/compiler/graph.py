@@ -244,12 +244,48 @@ class Graph:
         return self.add(self.mul(self.mul(centred, scale), weight), bias, name=name)
 
     def softmax(self, x: Node, name=None) -> Node:
-        """exp(x) / sum(exp(x)) per row, in fp32. Without the max subtraction (no cross-lane max yet): for
-        x below 33, where exp(x) passes row_sum's range of 2.8e14."""
+        """exp(x - max(x)) / sum(exp(x - max(x))) per row, in fp32: every exp is at most 1, so any finite x
+        stays in row_sum's range."""
         if x.dtype != "fp32":
             raise UserError(f"softmax takes fp32; {x.name} is {x.dtype}: cast it first.")
-        e = self.exp(x)
+        e = self.exp(self.sub(x, self.row_max(x)))
         return self.mul(e, self.reciprocal(self.row_sum(e)), name=name)
+
+    def row_max(self, a: Node, name=None) -> Node:
+        """Each row's maximum, [rows, 1], in every lane (so it broadcasts over columns). Any dtype."""
+        node = self._add("row_max", (a,), (a.rows, 1), a.dtype, name)
+        node.attrs["replicated"] = True
+        return node
+
+    def argmax(self, a: Node, name=None) -> Node:
+        """The column of each row's maximum (the first, as numpy's), [rows, 1] int32; rows need a finite
+        maximum. Built on row_max: eq = 1 where x == max (from x - max, which is 0 there and negative
+        elsewhere), then the largest (cols - column) among them."""
+        if a.dtype == "int32":
+            raise UserError(f"argmax of int32 is not supported ({a.name}): x - max can overflow int32; cast it "
+                            f"to fp32 (exact below 2^24) first.")
+        if a.dtype in ("int8", "int16"):
+            x = self.cast(a, "int32")
+            eq = self.add(self.maximum(self.sub(x, self.row_max(x)), -1), 1)
+        else:
+            x = a if a.dtype == "fp32" else self.cast(a, "fp32")
+            d = self.sub(x, self.row_max(x))  # 0 at the maximum, else <= -2^-149
+            eq = self.cast(self.add(self.maximum(self.mul(self.mul(d, 2.0**100), 2.0**100), -1.0), 1.0), "int32")
+        rank = self.constant(f"argmax_rank{len(self.nodes)}", (a.cols - np.arange(a.cols))[None, :], "int32")
+        return self.sub(a.cols, self.row_max(self.mul(eq, rank)), name=name)
+
+    def gather(self, table: Node, indices: Node, name=None) -> Node:
+        """table[indices[:, 0]]: rows of a table [V, D] (an input or constant, held in one slice group) picked
+        by indices [N, 1] (int16 or int32), as an embedding lookup does. On the chip each lane reads its own
+        address from a stream (MEM GATHER)."""
+        if indices.cols != 1 or indices.dtype not in ("int16", "int32"):
+            raise UserError(f"gather indices {indices.name}{list(indices.shape)}:{indices.dtype} must be a column "
+                            f"[N, 1] of int16 or int32.")
+        if table.op not in ("input", "constant"):
+            raise UserError(f"gather table {table.name} is computed; gather reads an input or constant table: "
+                            f"make it one.")
+        rep = self.row_max(indices if indices.dtype == "int32" else self.cast(indices, "int32"))
+        return self._add("gather", (table, rep), (indices.rows, table.cols), table.dtype, name)
 
     # ---- slices and concatenation ----
     def slice(self, a: Node, rows: tuple[int, int] | None = None, cols: tuple[int, int] | None = None,
@@ -342,6 +378,14 @@ class Graph:
             return args[0][n.attrs["row0"]:n.attrs["row0"] + n.rows, n.attrs["col0"]:n.attrs["col0"] + n.cols]
         if n.op == "concat":
             return np.concatenate(args, axis=n.attrs["axis"])
+        if n.op == "row_max":
+            return row_max_reference(args[0], lanes)
+        if n.op == "gather":
+            idx = args[1][:, 0]
+            if idx.size and (idx.min() < 0 or idx.max() >= n.inputs[0].rows):
+                raise UserError(f"gather {n.name}: index {int(idx.max() if idx.max() >= 0 else idx.min())} is outside "
+                                f"the {n.inputs[0].rows} rows of {n.inputs[0].name}.")
+            return args[0][idx]
         if n.op == "swap_pairs":
             return args[0].reshape(n.rows, -1, 2)[..., ::-1].reshape(n.shape).copy()
         args = [np.broadcast_to(a, n.shape) for a in args]
@@ -357,6 +401,35 @@ def rope_tables(positions, head_dim: int, heads: int, theta: float) -> tuple[np.
     cos = np.repeat(np.cos(angles), 2, axis=1)
     sin = np.repeat(np.sin(angles), 2, axis=1) * np.tile([-1.0, 1.0], head_dim // 2)
     return np.tile(cos, heads).astype(np.float32), np.tile(sin, heads).astype(np.float32)
+
+
+def lowest_highest(dtype: str) -> tuple:
+    """The dtype's lowest and highest values (-inf and inf for floats)."""
+    if dtype in FLOAT_DTYPES:
+        return -np.inf, np.inf
+    info = np.iinfo(nx.DTYPES[dtype])
+    return info.min, info.max
+
+
+def row_max_reference(x: np.ndarray, lanes: int) -> np.ndarray:
+    """row_max as the chip computes it (lower_reduce.py): the padding lanes at the lowest value, tiles folded
+    in halves, then the lanes of the last tile rotated and maxed in log steps; lane 0 of the result."""
+    rows, cols = x.shape
+    dt = {np.dtype(v): k for k, v in nx.DTYPES.items()}[x.dtype]
+    n = -(-cols // lanes)
+    padded = np.full((rows, n * lanes), lowest_highest(dt)[0], dtype=x.dtype)
+    padded[:, :cols] = x
+    cur = padded.reshape(rows, n, lanes)
+    while n > 1:
+        h = -(-n // 2)
+        cur = nx.binary("max", cur[:, :h], cur[:, n - h:], dt)
+        n = h
+    cur = cur[:, 0]
+    s = 1
+    while s < lanes:
+        cur = nx.binary("max", cur, np.roll(cur, -s, axis=1), dt)
+        s *= 2
+    return cur[:, :1].copy()
 
 
 def ones_tile(a: Node, lanes: int) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Lowering of lane moves onto the SXM (switch units at both chip edges).
 
 `swap_pairs` exchanges columns 2i and 2i+1 (the pairs RoPE rotates): a DISTRIBUTE within each superlane,
-so it needs no wait for the issue stagger. The pass goes to the switch slice nearer the operand.
+so it needs no wait for the issue stagger. Internal `permute` nodes (row_max's lane rotations) PERMUTE all
+lanes by the map named in their attrs. The pass goes to the switch slice nearer the operand.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ def _sxm_pass(ctx, node: Node, args: list[Placed], sources: list[Part | None], p
     ref = stream_in(ctx, step, src, src.address(tile, row0), count, t, unit_slice)
     if ref is None:
         return None
-    d_func = ISA["DISTRIBUTE"].d_func
-    dst = stream_out(ctx, step, part, part.address(tile, row0), count, t + d_func, unit_slice)
+    mnemonic, map_name = ("PERMUTE", node.attrs["map"]) if node.op == "permute" else ("DISTRIBUTE", SWAP_PAIRS)
+    dst = stream_out(ctx, step, part, part.address(tile, row0), count, t + ISA[mnemonic].d_func, unit_slice)
     if dst is None:
         return None
-    step.emits.append(Emit(f"{unit_slice}.{units[0]}", t, "DISTRIBUTE", (node.dtype, SWAP_PAIRS, ref, dst), count))
+    step.emits.append(Emit(f"{unit_slice}.{units[0]}", t, mnemonic, (node.dtype, map_name, ref, dst), count))
     return step

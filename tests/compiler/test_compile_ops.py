@@ -1,0 +1,103 @@
+"""row_max, argmax, gather, conv2d, reshape and column moves: compiled programs give the bits of the graph's
+reference on both executors, in the same cycles."""
+
+import numpy as np
+import pytest
+
+from openlpu.compiler.compile import compile
+from openlpu.compiler.graph import Graph
+from openlpu.errors import UserError
+
+MINI_LANES = 32
+NP = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "fp16": np.float16, "fp32": np.float32}
+
+
+def _values(rng, dtype, shape, scale=20):
+    if dtype.startswith("int"):
+        return rng.integers(-scale * 5, scale * 5, shape).astype(NP[dtype])
+    return (rng.standard_normal(shape) * scale).astype(NP[dtype])
+
+
+def _run_both(g, inputs):
+    """Compile for tsp-mini (verified), run exact and fast; both must give the reference's bits in one cycle
+    count. Returns the outputs."""
+    compiled = compile(g, "tsp-mini")
+    ref = g.evaluate(inputs, lanes=MINI_LANES)
+    exact, fast = compiled.run(inputs, executor="exact"), compiled.run(inputs, executor="fast")
+    assert exact.cycles == fast.cycles
+    for name, want in ref.items():
+        for got in (exact.outputs[name], fast.outputs[name]):
+            assert got.dtype == want.dtype and got.shape == want.shape, name
+            assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), name
+    return ref
+
+
+@pytest.mark.parametrize("dtype, shape", [("fp32", (3, 40)), ("int8", (1, 32)), ("fp16", (5, 100)),
+                                          ("int32", (2, 7)), ("int16", (140, 70))])
+def test_row_max(dtype, shape):
+    rng = np.random.default_rng(sum(shape))
+    g = Graph()
+    g.output("m", g.row_max(g.input("x", shape, dtype)))
+    x = _values(rng, dtype, shape)
+    assert np.array_equal(_run_both(g, {"x": x})["m"], x.max(1, keepdims=True))
+
+
+@pytest.mark.parametrize("dtype, shape", [("fp32", (3, 40)), ("int8", (2, 70)), ("fp16", (1, 100)),
+                                          ("int16", (2, 7))])
+def test_argmax_takes_the_first_maximum(dtype, shape):
+    rng = np.random.default_rng(sum(shape) + 1)
+    g = Graph()
+    g.output("a", g.argmax(g.input("x", shape, dtype)))
+    x = _values(rng, dtype, shape)
+    x[0, -1] = x[0, 0] = x.max()  # a tie
+    assert np.array_equal(_run_both(g, {"x": x})["a"][:, 0], x.argmax(1))
+
+
+def test_softmax_subtracts_the_row_max():
+    g = Graph()
+    g.output("p", g.softmax(g.input("x", (2, 40), "fp32")))
+    x = np.random.default_rng(2).standard_normal((2, 40)).astype(np.float32) * 30 + 200  # exp(x) alone overflows
+    p = _run_both(g, {"x": x})["p"]
+    e = np.exp(x.astype(np.float64) - x.max(1, keepdims=True))
+    np.testing.assert_allclose(p, e / e.sum(1, keepdims=True), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("table_dtype, rows, cols, n, index_dtype", [
+    ("fp16", 10, 40, 3, "int32"), ("int8", 50, 32, 1, "int16"), ("fp32", 7, 70, 5, "int32"),
+    ("int32", 130, 20, 140, "int32")])
+def test_gather_rows_of_a_table(table_dtype, rows, cols, n, index_dtype):
+    rng = np.random.default_rng(rows + n)
+    g = Graph()
+    table = g.constant("t", _values(rng, table_dtype, (rows, cols)))
+    g.output("y", g.gather(table, g.input("i", (n, 1), index_dtype)))
+    i = rng.integers(0, rows, (n, 1)).astype(NP[index_dtype])
+    assert np.array_equal(_run_both(g, {"i": i})["y"], table.value[i[:, 0]])
+
+
+def test_gather_from_an_input_table():
+    rng = np.random.default_rng(3)
+    g = Graph()
+    g.output("y", g.gather(g.input("t", (20, 32), "fp16"), g.input("i", (4, 1), "int32")))
+    inputs = {"t": _values(rng, "fp16", (20, 32)), "i": np.array([[19], [0], [7], [7]], np.int32)}
+    assert np.array_equal(_run_both(g, inputs)["y"], inputs["t"][[19, 0, 7, 7]])
+
+
+@pytest.mark.parametrize("build, words", [
+    (lambda g: g.argmax(g.input("x", (2, 4), "int32")), "argmax of int32"),
+    (lambda g: g.gather(g.input("t", (4, 4), "fp16"), g.input("i", (2, 1), "fp32")), "int16 or int32"),
+    (lambda g: g.gather(g.relu(g.input("t", (4, 4), "fp16")), g.input("i", (2, 1), "int32")), "is computed"),
+])
+def test_bad_new_ops_get_one_sentence(build, words):
+    with pytest.raises(UserError, match=words):
+        build(Graph())
+
+
+def test_gather_index_out_of_range_and_a_table_too_big():
+    g = Graph()
+    g.output("y", g.gather(g.input("t", (4, 8), "fp16"), g.input("i", (1, 1), "int32")))
+    with pytest.raises(UserError, match="index 4 is outside the 4 rows of t"):
+        g.evaluate({"t": np.zeros((4, 8), np.float16), "i": np.array([[4]], np.int32)}, lanes=MINI_LANES)
+    g = Graph()
+    g.output("y", g.gather(g.input("t", (600, 8), "fp16"), g.input("i", (1, 1), "int32")))
+    with pytest.raises(UserError, match="gather table t.*more than a bank's 512"):
+        compile(g, "tsp-mini")
