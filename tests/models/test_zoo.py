@@ -115,6 +115,42 @@ def test_hf_config_round_trip(tmp_path, name):
     assert from_hf_config(path, name=name) == ZOO[name]
 
 
+def _gguf_header(path, config: DecoderConfig):
+    """A llama GGUF as llama.cpp writes one for `config` (experts in the header), with only its embedding."""
+    from gguf import GGUFWriter
+
+    writer = GGUFWriter(path, "llama")
+    writer.add_name(config.name)
+    writer.add_block_count(config.n_layers)
+    writer.add_context_length(config.context)
+    writer.add_embedding_length(config.d_model)
+    writer.add_feed_forward_length(config.d_ffn)
+    writer.add_head_count(config.n_heads)
+    writer.add_head_count_kv(config.n_kv_heads)
+    writer.add_rope_freq_base(config.rope_theta)
+    writer.add_layer_norm_rms_eps(config.norm_eps)
+    if config.is_moe:
+        writer.add_expert_count(config.n_experts)
+        writer.add_expert_used_count(config.experts_per_token)
+    writer.add_tensor("token_embd.weight", np.zeros((config.vocab, config.d_model), np.float16))
+    writer.add_tensor("output.weight", np.zeros((config.vocab, config.d_model), np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("experts, used", [(1, 1), (8, 2)])
+def test_gguf_headers_of_the_llama_family_load_with_their_experts(tmp_path, experts, used):
+    # Mixtral's shape, narrowed so the file stays small; llama.cpp writes Mixtral as a llama with experts.
+    want = dataclasses.replace(ZOO["mixtral-8x7b-32768"], name="small-mixtral", d_model=256, n_heads=8,
+                               n_kv_heads=2, head_dim=0, d_ffn=512, vocab=300, n_experts=experts,
+                               experts_per_token=used, norm_eps=float(np.float32(1e-5)))  # GGUF keeps fp32
+    loaded = load_decoder_config(str(_gguf_header(tmp_path / "m.gguf", want)))
+    assert loaded == want and loaded.source.startswith("GGUF file") and loaded.is_moe == (experts > 1)
+
+
 def test_hf_config_keeps_its_own_head_dim(tmp_path):
     config = json.loads(LLAMA2_70B_CONFIG) | {"head_dim": 96}
     (tmp_path / "config.json").write_text(json.dumps(config))

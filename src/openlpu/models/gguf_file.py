@@ -48,7 +48,9 @@ def architecture(reader: GGUFReader) -> str:
     return arch
 
 
-def read_config(reader: GGUFReader) -> DecoderConfig:
+def read_config(reader: GGUFReader, runnable: bool = True) -> DecoderConfig:
+    """The model's architecture from the header. `runnable` False also takes what the reference model cannot
+    run (mixtures of experts, partial or scaled RoPE): timing and cost need only the shapes."""
     arch = architecture(reader)
     names = {t.name for t in reader.tensors}
 
@@ -66,10 +68,11 @@ def read_config(reader: GGUFReader) -> DecoderConfig:
     head_dim = int(field(reader, Keys.Attention.KEY_LENGTH.format(arch=arch), d_model // n_heads))
     rope_dim = int(field(reader, Keys.Rope.DIMENSION_COUNT.format(arch=arch), head_dim))
     scaling = field(reader, Keys.Rope.SCALING_TYPE.format(arch=arch), "none")
-    if rope_dim != head_dim or scaling != "none" or "rope_freqs.weight" in names:
+    experts = int(field(reader, Keys.LLM.EXPERT_COUNT.format(arch=arch), 0))
+    if runnable and (rope_dim != head_dim or scaling != "none" or "rope_freqs.weight" in names):
         raise UserError(f"{reader.data.filename}: partial or scaled RoPE (dimension {rope_dim} of {head_dim}, "
                         f"scaling {scaling!r}) is not supported; use a llama GGUF with plain RoPE")
-    if int(field(reader, Keys.LLM.EXPERT_COUNT.format(arch=arch), 0)) > 1:
+    if runnable and experts > 1:
         raise UserError(f"{reader.data.filename}: mixture-of-experts llama GGUFs are not supported yet; use a "
                         "dense llama model such as smollm2-135m")
     vocab_rows = int(tensor(reader, "token_embd.weight").shape[1])  # GGUF shapes list the fastest axis first
@@ -86,6 +89,8 @@ def read_config(reader: GGUFReader) -> DecoderConfig:
         rope_theta=float(field(reader, Keys.Rope.FREQ_BASE.format(arch=arch), 10000.0)),
         norm_eps=float(required(Keys.Attention.LAYERNORM_RMS_EPS)),
         tie_embeddings="output.weight" not in names,
+        n_experts=max(1, experts),
+        experts_per_token=int(field(reader, Keys.LLM.EXPERT_USED_COUNT.format(arch=arch), 1)) if experts > 1 else 1,
         source=f"GGUF file {reader.data.filename}",
     )
 

@@ -3,7 +3,8 @@
 Decoder LLMs (the Llama family, and Mixtral as a mixture of experts) are one frozen `DecoderConfig`
 whose sizes (parameters, FLOPs, weight and KV-cache bytes) are derived from the hyperparameters.
 BERT and ResNet-50 are graphs of `Layer`s with their shapes. No weights: timing and cost need only
-the architecture. `load_config` takes a zoo name or the path of a Hugging Face `config.json`.
+the architecture. `load_config` takes a zoo name, the path of a Hugging Face `config.json` or of a GGUF
+file of the llama family (its header only).
 """
 
 from __future__ import annotations
@@ -401,15 +402,20 @@ ZOO: dict[str, DecoderConfig | EncoderConfig | LayerGraph] = {
 
 
 def load_config(ref: str) -> DecoderConfig | EncoderConfig | LayerGraph:
-    """A zoo name, or the path of a Hugging Face config.json (or of the folder holding one)."""
+    """A zoo name, the path of a Hugging Face config.json (or of the folder holding one), or of a GGUF file
+    of the llama family (llama.cpp writes Mistral and Mixtral as llama, experts in the header)."""
     if ref in ZOO:
         return ZOO[ref]
     path = Path(ref)
     if (path / "config.json").is_file() or (path.is_file() and path.suffix == ".json"):
         return from_hf_config(path)
-    # GGUF headers (`*.gguf`) join here as one more branch once the models layer reads them.
+    if path.suffix == ".gguf":
+        from openlpu.models.gguf_file import open_gguf, read_config  # it imports DecoderConfig from here
+
+        return read_config(open_gguf(path), runnable=False)
     raise UserError(
-        f"unknown model '{ref}': use one of {', '.join(ZOO)}, or the path of a Hugging Face config.json"
+        f"unknown model '{ref}': use one of {', '.join(ZOO)}, or the path of a Hugging Face config.json "
+        "or a .gguf file"
     )
 
 
@@ -418,5 +424,5 @@ def load_decoder_config(ref: str) -> DecoderConfig:
     model = load_config(ref)
     if not isinstance(model, DecoderConfig):
         decoders = ", ".join(name for name, m in ZOO.items() if isinstance(m, DecoderConfig))
-        raise UserError(f"'{ref}' is not a decoder LLM: use one of {decoders} or a config.json path")
+        raise UserError(f"'{ref}' is not a decoder LLM: use one of {decoders}, a config.json or a .gguf path")
     return model
