@@ -101,3 +101,44 @@ def test_gather_index_out_of_range_and_a_table_too_big():
     g.output("y", g.gather(g.input("t", (600, 8), "fp16"), g.input("i", (1, 1), "int32")))
     with pytest.raises(UserError, match="gather table t.*more than a bank's 512"):
         compile(g, "tsp-mini")
+
+
+def _direct_conv(x, w, h, wd, stride, pad):
+    """float64 convolution of an NHWC image (zero padded), [Ho*Wo, Cout]."""
+    k, cin, cout = w.shape[0], w.shape[2], w.shape[3]
+    img = np.zeros((h + 2 * pad, wd + 2 * pad, cin))
+    img[pad:pad + h, pad:pad + wd] = x.reshape(h, wd, cin)
+    ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - w.shape[1]) // stride + 1
+    out = np.array([[np.tensordot(img[a * stride:a * stride + k, b * stride:b * stride + w.shape[1]],
+                                  w.astype(np.float64), 3) for b in range(wo)] for a in range(ho)])
+    pooled = np.array([[img[a * stride:a * stride + k, b * stride:b * stride + w.shape[1]].max((0, 1))
+                        for b in range(wo)] for a in range(ho)])
+    return out.reshape(ho * wo, cout), pooled.reshape(ho * wo, cin)
+
+
+@pytest.mark.parametrize("dtype, h, w, cin, cout, k, stride, pad", [
+    ("int8", 5, 6, 3, 8, 3, 1, 1), ("fp16", 6, 6, 40, 20, 3, 2, 1), ("int8", 4, 4, 8, 40, 1, 1, 0),
+    ("int8", 7, 5, 4, 6, 1, 2, 0), ("fp16", 6, 5, 3, 4, 2, 1, 0), ("int8", 12, 12, 16, 16, 3, 1, 1)])
+def test_conv2d_and_max_pool2d(dtype, h, w, cin, cout, k, stride, pad):
+    rng = np.random.default_rng(h * w + cin)
+    weights = _values(rng, dtype, (k, k, cin, cout), scale=1)
+    g = Graph()
+    x = g.input("x", (h * w, cin), dtype)
+    g.output("y", g.conv2d(x, weights, (h, w), stride, pad))
+    g.output("pool", g.max_pool2d(x, (h, w), k, stride, pad))
+    xv = _values(rng, dtype, (h * w, cin), scale=1)
+    ref = _run_both(g, {"x": xv})
+    conv, pooled = _direct_conv(xv, weights, h, w, stride, pad)
+    np.testing.assert_allclose(ref["y"], conv, rtol=1e-3, atol=1e-2)
+    assert np.array_equal(ref["pool"], pooled.astype(xv.dtype))
+
+
+@pytest.mark.parametrize("build, words", [
+    (lambda g: g.conv2d(g.input("x", (16, 3), "int8"), np.zeros((3, 3, 4, 2), np.int8), (4, 4)), "Cin = 3"),
+    (lambda g: g.conv2d(g.input("x", (16, 3), "int8"), np.zeros((3, 3, 3, 2), np.int8), (4, 5)), "not the 4x5"),
+    (lambda g: g.conv2d(g.input("x", (4, 3), "int8"), np.zeros((3, 3, 3, 2), np.int8), (2, 2)), "no output"),
+    (lambda g: g.conv2d(g.input("x", (4, 3), "fp32"), np.zeros((1, 1, 3, 2)), (2, 2)), "int8 or fp16"),
+])
+def test_bad_convolutions_get_one_sentence(build, words):
+    with pytest.raises(UserError, match=words):
+        build(Graph())

@@ -19,6 +19,7 @@ from openlpu.chip.spec import ChipSpec, get_chip
 from openlpu.compiler.alloc import SramAllocator
 from openlpu.compiler.graph import ELEMENTWISE, Graph, Node, check_input, ones_tile
 from openlpu.compiler.layout import Part, Placed, declare, halves, row_split, set_value, tiles, unpack
+from openlpu.compiler.lower_conv import lower_conv2d, lower_max_pool2d
 from openlpu.compiler.lower_copy import lower_copy, pieces_for
 from openlpu.compiler.lower_gather import lower_gather
 from openlpu.compiler.lower_matmul import lower_matmul
@@ -214,7 +215,7 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
             p = placed[node] = ctx.place_tensor(node, whole=table)
             declare(program, p)
         elif node.op == "constant":
-            if consumers[node] and all(u.op == "matmul" and u.inputs[1] is node for u in consumers[node]):
+            if consumers[node] and all(u.op in ("matmul", "conv2d") and u.inputs[1] is node for u in consumers[node]):
                 continue  # weights only: striped over the weight slices by each matmul itself
             p = placed[node] = ctx.place_tensor(node, whole=table)
             value = node.value
@@ -245,6 +246,10 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
             args = [placed[i] for i in node.inputs]
             out = placed[node] = ctx.place_tensor(node, avoid=tuple(args))
             out.ready = lower_copy(ctx, node, pieces_for(node, args, chip.lanes), out)
+        elif node.op == "conv2d":
+            placed[node] = lower_conv2d(ctx, node, placed[node.inputs[0]], node.inputs[1].value)
+        elif node.op == "max_pool2d":
+            placed[node] = lower_max_pool2d(ctx, node, placed[node.inputs[0]])
         elif node.op == "row_max":
             placed[node] = lower_row_max(ctx, node, placed[node.inputs[0]])
         elif node.op == "gather":

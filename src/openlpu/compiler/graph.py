@@ -287,6 +287,42 @@ class Graph:
         rep = self.row_max(indices if indices.dtype == "int32" else self.cast(indices, "int32"))
         return self._add("gather", (table, rep), (indices.rows, table.cols), table.dtype, name)
 
+    # ---- images: NHWC, one image, pixels as rows [H * W, C] ----
+    def conv2d(self, x: Node, weights, image: tuple[int, int], stride: int = 1, padding: int = 0,
+               name=None) -> Node:
+        """Convolution of x [H*W, Cin] (pixels row-major) by constant weights [KH, KW, Cin, Cout], zero padded:
+        [Ho*Wo, Cout], int8 -> int32 or fp16 -> fp32. Lowered to one matmul over an im2col copy in which each
+        (kh, kw) piece takes whole column tiles, so the reference is that matmul (conv2d_reference)."""
+        w = np.asarray(weights)
+        if w.ndim != 4 or w.shape[2] != x.cols:
+            raise UserError(f"conv2d weights must be [KH, KW, Cin, Cout] with Cin = {x.cols} ({x.name}'s columns); "
+                            f"got shape {list(w.shape)}.")
+        if x.dtype not in ("int8", "fp16"):
+            raise UserError(f"conv2d takes int8 or fp16; {x.name} is {x.dtype}: cast it first.")
+        rows = self._image_rows(x, image, w.shape[:2], stride, padding, "conv2d")
+        wnode = self.constant(f"{name or 'conv'}{len(self.nodes)}.w", w.reshape(-1, w.shape[3]), x.dtype)
+        out_dtype = "int32" if x.dtype == "int8" else "fp32"
+        return self._add("conv2d", (self._clean(x), wnode), (rows, w.shape[3]), out_dtype, name, image=tuple(image),
+                         kernel=tuple(w.shape[:2]), stride=stride, padding=padding)
+
+    def max_pool2d(self, x: Node, image: tuple[int, int], kernel: int, stride: int, padding: int = 0,
+                   name=None) -> Node:
+        """Max over kernel x kernel windows of x [H*W, C], zero padded (as Keras' ZeroPadding2D before its
+        MaxPooling2D): [Ho*Wo, C]. A 1x1 kernel with a stride keeps every stride-th pixel."""
+        rows = self._image_rows(x, image, (kernel, kernel), stride, padding, "max_pool2d")
+        return self._add("max_pool2d", (x,), (rows, x.cols), x.dtype, name, image=tuple(image),
+                         kernel=(kernel, kernel), stride=stride, padding=padding)
+
+    def _image_rows(self, x: Node, image, kernel, stride: int, padding: int, op: str) -> int:
+        h, w = image
+        if h * w != x.rows:
+            raise UserError(f"{op}: {x.name} has {x.rows} rows, not the {h}x{w} = {h * w} pixels of the image.")
+        ho, wo = (conv_out(h, kernel[0], stride, padding), conv_out(w, kernel[1], stride, padding))
+        if min(ho, wo) < 1 or stride < 1 or padding < 0:
+            raise UserError(f"{op}: a {kernel[0]}x{kernel[1]} kernel with stride {stride} and padding {padding} "
+                            f"leaves no output of a {h}x{w} image.")
+        return ho * wo
+
     # ---- slices and concatenation ----
     def slice(self, a: Node, rows: tuple[int, int] | None = None, cols: tuple[int, int] | None = None,
               name=None) -> Node:
@@ -378,6 +414,11 @@ class Graph:
             return args[0][n.attrs["row0"]:n.attrs["row0"] + n.rows, n.attrs["col0"]:n.attrs["col0"] + n.cols]
         if n.op == "concat":
             return np.concatenate(args, axis=n.attrs["axis"])
+        if n.op == "conv2d":
+            cols = im2col_reference(args[0], n.attrs, lanes)
+            return matmul_reference(cols, conv_weights(args[1], n.attrs, lanes), lanes)
+        if n.op == "max_pool2d":
+            return pool_reference(im2col_reference(args[0], n.attrs, lanes), n.dtype, n.attrs, lanes)[:, :n.cols]
         if n.op == "row_max":
             return row_max_reference(args[0], lanes)
         if n.op == "gather":
@@ -430,6 +471,68 @@ def row_max_reference(x: np.ndarray, lanes: int) -> np.ndarray:
         cur = nx.binary("max", cur, np.roll(cur, -s, axis=1), dt)
         s *= 2
     return cur[:, :1].copy()
+
+
+def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def im2col_runs(attrs: dict) -> list[list[tuple[int, int, int]]]:
+    """Per (kh, kw) piece: runs (input row, output row, pixels) of pixels it copies, consecutive in both
+    (whole output rows of a stride-1 kernel; single pixels otherwise). Padding pixels are in no run."""
+    (h, w), (kh_n, kw_n), s, p = attrs["image"], attrs["kernel"], attrs["stride"], attrs["padding"]
+    ho, wo = conv_out(h, kh_n, s, p), conv_out(w, kw_n, s, p)
+    pieces = []
+    for kh in range(kh_n):
+        for kw in range(kw_n):
+            runs = []
+            ow = [o for o in range(wo) if 0 <= o * s + kw - p < w]
+            for oh in range(ho):
+                ih = oh * s + kh - p
+                if not (0 <= ih < h and ow):
+                    continue
+                if s == 1:
+                    runs.append((ih * w + ow[0] + kw - p, oh * wo + ow[0], len(ow)))
+                else:
+                    runs += [(ih * w + o * s + kw - p, oh * wo + o, 1) for o in ow]
+            pieces.append(runs)
+    return pieces
+
+
+def im2col_reference(x: np.ndarray, attrs: dict, lanes: int) -> np.ndarray:
+    """[Ho*Wo, pieces * tiles * lanes]: piece k (kh, kw) in column tiles [k * tiles, (k + 1) * tiles), zeros
+    where the window leaves the image and past the channels."""
+    cols = x.shape[1]
+    width = -(-cols // lanes) * lanes
+    pieces = im2col_runs(attrs)
+    (h, w), (kh, kw), s, p = attrs["image"], attrs["kernel"], attrs["stride"], attrs["padding"]
+    out = np.zeros((conv_out(h, kh, s, p) * conv_out(w, kw, s, p), len(pieces) * width), dtype=x.dtype)
+    for k, runs in enumerate(pieces):
+        for src, dst, n in runs:
+            out[dst:dst + n, k * width:k * width + cols] = x[src:src + n]
+    return out
+
+
+def conv_weights(w: np.ndarray, attrs: dict, lanes: int) -> np.ndarray:
+    """The [KH*KW*Cin, Cout] weights spread to im2col's layout: piece k's rows start at a tile edge."""
+    pieces = attrs["kernel"][0] * attrs["kernel"][1]
+    cin = w.shape[0] // pieces
+    width = -(-cin // lanes) * lanes
+    out = np.zeros((pieces * width, w.shape[1]), dtype=w.dtype)
+    for k in range(pieces):
+        out[k * width:k * width + cin] = w[k * cin:(k + 1) * cin]
+    return out
+
+
+def pool_reference(cols: np.ndarray, dtype: str, attrs: dict, lanes: int) -> np.ndarray:
+    """Max over im2col's pieces, folded in halves as the chip does (max is exact; the order fixes signed zeros)."""
+    n = attrs["kernel"][0] * attrs["kernel"][1]
+    cur = cols.reshape(cols.shape[0], n, -1)
+    while n > 1:
+        h = -(-n // 2)
+        cur = nx.binary("max", cur[:, :h], cur[:, n - h:], dtype)
+        n = h
+    return cur[:, 0]
 
 
 def ones_tile(a: Node, lanes: int) -> np.ndarray:
