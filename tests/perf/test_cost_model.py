@@ -3,17 +3,19 @@ import dataclasses
 import pytest
 
 from openlpu.errors import UserError
-from openlpu.models.zoo import ZOO
+from openlpu.models.zoo import ZOO, load_decoder_config
 from openlpu.perf.cost import (
     SECONDS_PER_MONTH,
     CostAssumptions,
     System,
     gpu_curve,
+    lpu_curve,
     lpu_point,
     seed_comparison,
     usd_per_mtoken,
 )
 from openlpu.perf.gpu import H100Sxm, max_batch
+from openlpu.perf.predict import predict
 
 SEED = CostAssumptions()
 H100 = H100Sxm()
@@ -55,7 +57,7 @@ def test_cost_per_million_tokens_by_hand():
     assert usd_per_mtoken(system, 10.0, a) == pytest.approx(3200 / 157.788, rel=1e-12)
     with pytest.raises(UserError, match="positive throughput"):
         usd_per_mtoken(system, 0.0, a)
-    with pytest.raises(UserError, match=r"utilisation in \(0, 1\]"):
+    with pytest.raises(UserError, match=r"utilisation 1.5: give a fraction of the time in \(0, 1\]"):
         dataclasses.replace(a, utilisation=1.5)
     with pytest.raises(UserError, match="months = 0: give at least 1"):
         dataclasses.replace(a, months=0)
@@ -63,11 +65,19 @@ def test_cost_per_million_tokens_by_hand():
         dataclasses.replace(a, lpu_card_w=-1)
 
 
-def test_lpu_point_uses_the_input_throughput():
-    point = lpu_point(dataclasses.replace(SEED, lpu_users=4))
-    assert point.tokens_per_s == 4 * 300
-    total = 11_440_000 + 761_904
-    assert point.usd_per_mtoken == pytest.approx(total / (1200 * 36 * 2_629_800) * 1e6, rel=1e-12)
+def test_lpu_points_are_the_predicted_systems_at_their_predicted_throughput(tiny_config):
+    tiny = load_decoder_config(tiny_config)
+    curve = lpu_curve(SEED, tiny, 16, 64, "int8", max_batch=4)
+    assert [p.batch for p in curve] == [1, 2, 4]
+    for p in curve:
+        prediction = predict(tiny, 16, context=64, batch=p.batch, prefill=False)
+        assert p == lpu_point(SEED, prediction) and p.system == "16 LPU cards"
+        assert p.tokens_per_s == prediction.tokens_per_s_system
+        assert p.users == prediction.plan.users_in_flight * p.batch
+        total = 16 * 20_000 + 16 * 0.185 * 200 * 36
+        assert p.usd_per_mtoken == pytest.approx(total / (p.tokens_per_s * 36 * SECONDS_PER_MONTH) * 1e6, rel=1e-12)
+    speeds = [p.tokens_per_s_per_user for p in curve]
+    assert speeds == sorted(speeds, reverse=True)  # a bigger batch is a longer step for each of its users
 
 
 def test_gpu_curve_trades_speed_per_user_for_cost():

@@ -38,7 +38,7 @@ def register(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", help="zoo name (llama2-70b-4096, ...) or config.json path")
+    p.add_argument("model", help="zoo name (llama2-70b-4096, ...), config.json or .gguf path")
     p.add_argument("--chips", type=int, help="chips, a multiple of 8 (default: the smallest system that fits)")
     p.add_argument("--numerics", choices=NUMERICS, default="int8", help="weights (default %(default)s)")
     p.add_argument("--context", type=int, help="tokens in each user's KV cache (default: the model's)")

@@ -2,7 +2,8 @@
 
 A system's cost over a period is its hardware price (capex, paid once and amortised over the period)
 plus its power (opex: kW x $ per kW-month x months). Cost per million tokens divides that by the
-tokens the system serves in the period at a given throughput, busy a given fraction of the time.
+tokens the system serves in the period at a throughput, busy a given fraction of the time: for LPUs the
+throughput `predict` composes from compiled schedules, for GPUs the roofline baseline.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from openlpu.errors import UserError
 from openlpu.models.zoo import DecoderConfig
 from openlpu.perf.gpu import GpuSpec, gpu_baseline, max_batch
+from openlpu.perf.predict import Prediction, predict
 from openlpu.sources import assumed, cited
 
 SECONDS_PER_MONTH = 365.25 / 12 * 24 * 3600  # a Julian month: the average over leap years
@@ -27,9 +29,10 @@ SEED_PUBLISHED = {
 
 @dataclass(frozen=True)
 class CostAssumptions:
-    """The seed's assumptions (FACTS.md section 4) and the LPU throughput fed to cost per token.
+    """The seed's assumptions (FACTS.md section 4) and the fraction of the time a system serves.
 
-    The GPU server's price and power live in its `GpuSpec`."""
+    The GPU server's price and power live in its `GpuSpec`; throughputs come from `predict` (LPU) and the
+    roofline baseline (GPU)."""
 
     lpu_cards: int = cited(572, "FACTS 4 (seed): 572 Groq cards for Llama-2-70B")
     lpu_card_price_usd: float = cited(20_000.0, "FACTS 4 (seed): $20K per card (> $20K at quantity 1)")
@@ -38,23 +41,16 @@ class CostAssumptions:
     usd_per_kw_month: float = cited(200.0, "FACTS 4 (seed): $200 per kW-month")
     months: int = cited(36, "FACTS 4 (seed): 3 years")
     utilisation: float = assumed(1.0, "serving all the time: the lowest cost per token a system can reach")
-    lpu_tokens_per_s_per_user: float = cited(
-        300.0, "PRESS (FACTS 3): ~300 tokens/s per user for Llama-2-70B; `openlpu predict` will feed this"
-    )
-    lpu_users: int = assumed(1, "the published LPU figure is per user; its number of users is not published")
 
     def __post_init__(self) -> None:
-        for name in ("lpu_cards", "gpu_servers", "months", "lpu_users"):
+        for name in ("lpu_cards", "gpu_servers", "months"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} = {getattr(self, name)}: give at least 1")
         for name in ("lpu_card_price_usd", "lpu_card_w", "usd_per_kw_month"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} = {getattr(self, name)}: give a price or power of 0 or more")
-        if not 0 < self.utilisation <= 1 or self.lpu_tokens_per_s_per_user <= 0:
-            raise UserError(
-                f"utilisation {self.utilisation} and LPU speed {self.lpu_tokens_per_s_per_user} tokens/s: "
-                "give a utilisation in (0, 1] and a positive speed"
-            )
+        if not 0 < self.utilisation <= 1:
+            raise UserError(f"utilisation {self.utilisation}: give a fraction of the time in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -77,8 +73,10 @@ class System:
         return self.hardware_usd + self.operations_usd(usd_per_kw_month, months)
 
 
-def lpu_system(a: CostAssumptions) -> System:
-    return System(f"{a.lpu_cards} LPU cards", a.lpu_cards, a.lpu_card_price_usd, a.lpu_card_w / 1000)
+def lpu_system(a: CostAssumptions, cards: int | None = None) -> System:
+    """`cards` LPU cards (default: the seed's count) at the assumed price and power."""
+    cards = a.lpu_cards if cards is None else cards
+    return System(f"{cards} LPU cards", cards, a.lpu_card_price_usd, a.lpu_card_w / 1000)
 
 
 def gpu_system(a: CostAssumptions, gpu: GpuSpec) -> System:
@@ -125,15 +123,35 @@ class CostPoint:
     tokens_per_s_per_user: float
     tokens_per_s: float
     usd_per_mtoken: float
-    batch: int
+    batch: int  # users decoded together in one step
+    users: int  # users the whole system serves at once
     throughput_from: str
 
 
-def lpu_point(a: CostAssumptions) -> CostPoint:
-    system = lpu_system(a)
-    tokens_per_s = a.lpu_tokens_per_s_per_user * a.lpu_users
-    return CostPoint(system.name, a.lpu_tokens_per_s_per_user, tokens_per_s,
-                     usd_per_mtoken(system, tokens_per_s, a), a.lpu_users, "input: --lpu-tokens-per-s")
+def lpu_point(a: CostAssumptions, p: Prediction) -> CostPoint:
+    """The LPU system `predict` planned (every chip of it a card) at the throughput it predicted."""
+    system = lpu_system(a, p.plan.system_chips)
+    users = p.plan.users_in_flight * p.plan.batch
+    return CostPoint(system.name, p.tokens_per_s_per_user, p.tokens_per_s_system,
+                     usd_per_mtoken(system, p.tokens_per_s_system, a), p.plan.batch, users,
+                     f"predict: compiled, {p.plan.chips} chips, {users} user(s) in flight")
+
+
+def lpu_curve(a: CostAssumptions, model: DecoderConfig, chips: int | None, context: int, numerics: str,
+              max_batch: int, expert_parallel: int | None = None) -> list[CostPoint]:
+    """Cost against speed per user as the LPU's decode batch doubles from 1 to `max_batch`, while it fits
+    the chips (each batch on the smallest system that holds it when `chips` is None)."""
+    def point(batch: int) -> CostPoint:
+        return lpu_point(a, predict(model, chips, numerics, context, batch=batch, expert_parallel=expert_parallel,
+                                    prefill=False))
+
+    points = [point(1)]
+    for batch in (2**k for k in range(1, max_batch.bit_length())):
+        try:
+            points.append(point(batch))
+        except UserError:
+            break  # this batch's KV caches no longer fit the SRAM: larger ones will not either
+    return points
 
 
 def gpu_point(a: CostAssumptions, model: DecoderConfig, gpu: GpuSpec, gpus: int, batch: int, context: int,
@@ -143,7 +161,8 @@ def gpu_point(a: CostAssumptions, model: DecoderConfig, gpu: GpuSpec, gpus: int,
     system = gpu_system(a, gpu)
     tokens_per_s = a.gpu_servers * run.tokens_per_s_per_server
     cost = usd_per_mtoken(system, tokens_per_s, a)
-    return CostPoint(system.name, run.tokens_per_s_per_user, tokens_per_s, cost, batch,
+    users = a.gpu_servers * run.replicas_per_server * batch
+    return CostPoint(system.name, run.tokens_per_s_per_user, tokens_per_s, cost, batch, users,
                      f"roofline, {gpus}-way tensor parallel")
 
 

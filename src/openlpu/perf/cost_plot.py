@@ -12,15 +12,18 @@ from openlpu.perf.cost import CostPoint
 
 
 def plot_cost(curves: dict[str, list[CostPoint]], title: str, path: Path) -> None:
-    """One line per system (a GPU's batch sweep, or the LPU's points), log-log, batch sizes labelled."""
+    """One line per system (a GPU's or the LPU's batch sweep), log-log, batch sizes labelled (and the
+    system, where a curve's points are on different ones)."""
     fig = Figure(figsize=(8, 5))
     ax = fig.subplots()
     for label, points in curves.items():
         speeds = [p.tokens_per_s_per_user for p in points]
         costs = [p.usd_per_mtoken for p in points]
         ax.plot(speeds, costs, marker="o", label=label)
+        several = len({p.system for p in points}) > 1
         for p in points:
-            ax.annotate(f"b{p.batch}", (p.tokens_per_s_per_user, p.usd_per_mtoken), fontsize=7,
+            label = f"b{p.batch}" + (f", {p.system}" if several else "")
+            ax.annotate(label, (p.tokens_per_s_per_user, p.usd_per_mtoken), fontsize=7,
                         textcoords="offset points", xytext=(3, 3))
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -267,7 +267,7 @@ def predict(model: DecoderConfig, chips: int | None = None, numerics: str = "int
     (`prefill` False: decode only, for sweeps that need no TTFT)."""
     chip = get_chip(chip_name)
     context = model.context if context is None else context
-    if not 1 <= prompt_tokens <= context or batch < 1:
+    if batch < 1 or (prefill and not 1 <= prompt_tokens <= context):
         raise UserError(f"prompt tokens {prompt_tokens}, context {context}, batch {batch}: give a batch of at "
                         "least 1 and 1 <= prompt tokens <= context.")
     if chips is None:
