@@ -9,12 +9,14 @@ from rich.table import Table
 
 from openlpu.commands.output import add_json_flag, emit, si
 from openlpu.errors import UserError
-from openlpu.perf.reproduce import SECTIONS, reproduce
+from openlpu.perf.reproduce import SECTIONS, reproduce, scaling
+from openlpu.perf.reproduce_plot import plot_breakdown, plot_scaling
 
 EPILOG = f"""examples:
   openlpu reproduce                          every row (about a minute: Llama-2-70B is compiled shard by shard)
   openlpu reproduce --only network matmul    some sections ({', '.join(SECTIONS)})
-  openlpu reproduce --plots out/             and a PNG of Llama-2-70B's time per token, broken down"""
+  openlpu reproduce --plots out/             and PNGs: tokens/s against chips for the zoo's decoders (a few
+                                             minutes more), and time per decode token broken down"""
 
 
 def register(sub) -> None:
@@ -31,35 +33,28 @@ def register(sub) -> None:
 def run(args) -> int:
     keep: list = []
     rows = reproduce(args.only, keep)
+    data: dict = {"rows": [r.as_dict() for r in rows]}
     if args.plots:
-        _plots(Path(args.plots), keep)
-    emit(args, {"rows": [r.as_dict() for r in rows]}, _render)
+        data["plots"] = _plots(Path(args.plots), keep, data)
+    emit(args, data, _render)
     return 0
 
 
-def _plots(folder: Path, predictions: list) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plots(folder: Path, published: list, data: dict) -> list[str]:
+    """Tokens/s against chips for every zoo decoder, and the time per token of each broken down (Llama-2-70B
+    on the published 576 chips first when its row ran); the sweep goes into the JSON as `scaling`."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create the plots folder {str(folder)!r} ({err.strerror}): choose another.") from None
-    for p in predictions:
-        fig, ax = plt.subplots(figsize=(7, 3))
-        left = 0.0
-        for part, seconds in p.breakdown.items():
-            ax.barh([0], [seconds * 1e6], left=left, label=part)
-            left += seconds * 1e6
-        ax.set_yticks([])
-        ax.set_xlabel("microseconds per decode token")
-        ax.set_title(f"{p.plan.model.name} on {p.plan.chips} chips: {p.tokens_per_s_per_user:.0f} tokens/s per user")
-        ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.35))
-        fig.tight_layout()
-        fig.savefig(folder / f"{p.plan.model.name}-{p.plan.chips}-breakdown.png", dpi=120)
-        plt.close(fig)
+    sweep = scaling()
+    data["scaling"] = {name: [{"chips": r.plan.system_chips, "tokens_per_s_per_user": r.tokens_per_s_per_user,
+                               "tokens_per_s_system": r.tokens_per_s_system, "breakdown": r.breakdown}
+                              for r in runs] for name, runs in sweep.items()}
+    paths = [folder / "tokens-per-s-vs-chips.png", folder / "time-per-token.png"]
+    plot_scaling(sweep, paths[0])
+    plot_breakdown(published + [runs[0] for runs in sweep.values()], paths[1])
+    return [str(p) for p in paths]
 
 
 def _render(console, data) -> None:
@@ -76,3 +71,12 @@ def _render(console, data) -> None:
     for r in data["rows"]:
         if r["note"]:
             console.print(f"[dim]{r['workload']}: {r['note']}[/dim]")
+    if "scaling" in data:
+        sweep = Table(title="decode at batch 1 against chips (tokens/s per user / whole system)", title_justify="left")
+        sweep.add_column("model")
+        sweep.add_column("chips: tokens/s per user / system")
+        for name, runs in data["scaling"].items():
+            sweep.add_row(name, ", ".join(f"{r['chips']}: {r['tokens_per_s_per_user']:,.0f} / "
+                                          f"{r['tokens_per_s_system']:,.0f}" for r in runs))
+        console.print(sweep)
+        console.print("plots: " + ", ".join(data["plots"]))

@@ -13,8 +13,8 @@ import numpy as np
 
 from openlpu.compiler.compile import compile as compile_graph
 from openlpu.compiler.graph import Graph
-from openlpu.models.zoo import load_config
-from openlpu.perf.predict import Prediction, predict
+from openlpu.models.zoo import ZOO, DecoderConfig, load_config
+from openlpu.perf.predict import DEFAULTS, Prediction, predict
 from openlpu.system.netfigures import figures as network_figures
 
 
@@ -72,6 +72,24 @@ def matmul_utilisation() -> list[Row]:
 SECTIONS: dict[str, Callable[..., list[Row]]] = {
     "resnet50": resnet50, "llama2-70b": llama2_70b, "network": network, "matmul": matmul_utilisation,
 }
+
+
+SCALING_CHIPS = (16, 32, 64, 128, 256, 576)
+
+
+def scaling(models: list[str] | None = None, chips: tuple[int, ...] = SCALING_CHIPS) -> dict[str, list[Prediction]]:
+    """Decode at batch 1 and each model's context, on the smallest system that holds it, on each of `chips`
+    above that, and on a layer a node with the LM head alone (more chips add no pipeline stage). Every zoo
+    decoder by default."""
+    names = models or [name for name, m in ZOO.items() if isinstance(m, DecoderConfig)]
+    sweep = {}
+    for name in names:
+        model = load_config(name)
+        smallest = predict(model, prefill=False)
+        most = (model.n_layers + 1) * DEFAULTS.tp
+        sizes = sorted({n for n in (*chips, most) if smallest.plan.system_chips < n <= most})
+        sweep[model.name] = [smallest] + [predict(model, n, prefill=False) for n in sizes]
+    return sweep
 
 
 def reproduce(sections: list[str] | None = None, keep: list[Prediction] | None = None) -> list[Row]:
