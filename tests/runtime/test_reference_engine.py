@@ -3,9 +3,9 @@ from dataclasses import dataclass
 import pytest
 
 from openlpu.errors import UserError
-from openlpu.models.reference import LlamaReference, greedy
 from openlpu.runtime.engine import FINISH_LENGTH, FINISH_STOP
-from openlpu.runtime.reference_engine import ReferenceEngine
+from openlpu.runtime.lpu_engine import LpuEngine
+from openlpu.runtime.reference_engine import GRAPHS_KEPT, ReferenceEngine
 from openlpu.runtime.sampling import SamplingParams
 
 GREEDY = SamplingParams(temperature=0.0)
@@ -16,6 +16,7 @@ class RecordingTiming:
     """Step times that give away their argument: prefill 1000 + P, decode L."""
 
     kind: str = "test"
+    source: str = "the arguments"
 
     def prefill_seconds(self, prompt_tokens):
         return 1000.0 + prompt_tokens
@@ -26,7 +27,7 @@ class RecordingTiming:
 
 @pytest.fixture(scope="module")
 def engine(tiny):
-    return ReferenceEngine(tiny, RecordingTiming(), concurrency=2)
+    return ReferenceEngine(tiny, RecordingTiming(), concurrency=2, cache_bucket=16)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +35,11 @@ def prompt(engine):
     return engine.prompt_ids([{"role": "user", "content": "Tell me about the harbour."}])
 
 
-def test_greedy_tokens_and_text_are_the_reference_models(tiny, engine, prompt):
+def test_greedy_tokens_and_text_are_the_lpu_engines_over_several_cache_buckets(tiny, engine, prompt):
     events = list(engine.generate(0, prompt, SamplingParams(temperature=0.0, max_tokens=40)))
-    expected = greedy(LlamaReference(tiny.config, tiny.weights), prompt, 40, tiny.tokenizer.stop_ids)
+    lpu = LpuEngine(tiny, "int8", executor="reference", cache_bucket=16)  # one token a step, as served
+    expected = lpu.generate(prompt, 40, tiny.tokenizer.stop_ids).token_ids
+    assert len(prompt) + len(expected) > 16 * (GRAPHS_KEPT + 1)  # older step graphs were let go and rebuilt
     assert [e.token_id for e in events] == expected
     assert "".join(e.text for e in events) == tiny.tokenizer.decode(expected, skip_special=True)
     assert [e.index for e in events] == list(range(len(expected)))

@@ -25,8 +25,14 @@ def tiny(tiny_path) -> LoadedModel:
 
 
 @pytest.fixture(scope="session")
-def engine(tiny) -> ReferenceEngine:
-    return tiny_engine(tiny)
+def step_cycles_dir(tmp_path_factory):
+    """Where the tiny model's compiled step cycles are kept: each bucket is compiled once a session."""
+    return tmp_path_factory.mktemp("step-cycles")
+
+
+@pytest.fixture(scope="session")
+def engine(tiny, step_cycles_dir) -> ReferenceEngine:
+    return tiny_engine(tiny, step_cycles_dir)
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from openlpu.models.registry import LoadedModel
-from openlpu.runtime.interim_timing import InterimTiming
+from openlpu.runtime.compiled_timing import CompiledTiming
 from openlpu.runtime.reference_engine import ReferenceEngine
 from openlpu.serve.app import MAX_BODY_BYTES, Service
 from openlpu.serve.ratelimit import RateLimiter
@@ -15,5 +17,21 @@ def make_service(engine, *, pace="host", api_key=None, rpm=10_000, tpm=10_000_00
     return Service(engine, Scheduler(engine, pace), RateLimiter(rpm, tpm), api_key=api_key, max_body_bytes=max_body)
 
 
-def tiny_engine(model: LoadedModel, chips: int = 2, **timing) -> ReferenceEngine:
-    return ReferenceEngine(model, InterimTiming(model.config, **timing), concurrency=chips)
+def tiny_engine(model: LoadedModel, cache_dir, chips: int = 2, timing=None) -> ReferenceEngine:
+    """The tiny model with its compiled step programs' timing, their cycles kept in `cache_dir`."""
+    return ReferenceEngine(model, timing or CompiledTiming(model, cache_dir=cache_dir), concurrency=chips)
+
+
+@dataclass(frozen=True)
+class SlowTiming:
+    """A chip far slower than the host: every step takes `step_s` simulated seconds."""
+
+    step_s: float
+    kind: str = "test"
+    source: str = "a fixed step time"
+
+    def prefill_seconds(self, prompt_tokens):
+        return self.step_s
+
+    def decode_seconds(self, context):
+        return self.step_s

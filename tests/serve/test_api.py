@@ -6,9 +6,9 @@ import time
 import httpx
 import openai
 import pytest
-from servekit import make_service, tiny_engine
+from servekit import SlowTiming, make_service, tiny_engine
 
-from openlpu.models.reference import LlamaReference, greedy
+from openlpu.runtime.lpu_engine import LpuEngine
 from openlpu.serve.app import build_engine
 
 QUESTION = [{"role": "user", "content": "Where does the river meet the sea?"}]
@@ -20,9 +20,10 @@ def client(url, prefix="/openai/v1", key="unused"):
 
 @pytest.fixture(scope="module")
 def expected(tiny, engine):
-    """What greedy decoding of QUESTION must give: the reference model's tokens, 12 at most."""
+    """What greedy decoding of QUESTION must give: the LPU engine's int8 tokens, 12 at most."""
     prompt = engine.prompt_ids(QUESTION)
-    ids = greedy(LlamaReference(tiny.config, tiny.weights), prompt, 12, tiny.tokenizer.stop_ids)
+    lpu = LpuEngine(tiny, "int8", executor="reference", cache_bucket=engine.cache_bucket)
+    ids = lpu.generate(prompt, 12, tiny.tokenizer.stop_ids).token_ids
     return prompt, ids, tiny.tokenizer.decode(ids, skip_special=True)
 
 
@@ -36,13 +37,15 @@ def test_a_completion_is_the_models_greedy_answer_with_its_lpu_times(url, engine
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (len(prompt), len(ids))
     assert usage["total_tokens"] == len(prompt) + len(ids)
     timing, p = engine.timing, len(prompt)
-    assert usage["prompt_time"] == pytest.approx(timing.prefill_seconds(p), rel=1e-12)
+    assert usage["prompt_time"] == timing.prefill_seconds(p)
     decode = sum(timing.decode_seconds(p + i) for i in range(1, len(ids)))
     assert usage["completion_time"] == pytest.approx(decode, rel=1e-12)
     assert usage["total_time"] == pytest.approx(usage["prompt_time"] + usage["completion_time"], rel=1e-12)
     assert r.x_groq["id"].startswith("req_")
     extra = r.model_extra["x_openlpu"]
-    assert extra["lpu_timing"] == "interim" and extra["pace"] == "host"
+    assert extra["lpu_timing"] == "compiled" and extra["pace"] == "host"
+    assert "int8 decode step compiled for one tsp-v1" in extra["lpu_timing_source"]
+    assert "equals bit for bit" in extra["tokens"]
     assert extra["host_usage"]["prompt_time"] > 0
 
 
@@ -86,6 +89,7 @@ def test_both_prefixes_serve_the_models_and_health(url, engine):
         client(url).models.retrieve("llama2-70b-4096")
     health = httpx.get(url + "/health").json()
     assert health["status"] == "ok" and health["model"] == engine.model_id and health["slots"] == 2
+    assert health["lpu_timing"] == "compiled" and health["compiled_steps"]["64"] == engine.timing.step(64).cycles
 
 
 def test_a_seed_repeats_a_sampled_answer(url, engine):
@@ -115,12 +119,13 @@ def test_stop_max_tokens_aliases_content_parts_and_unknown_fields(url, engine, e
 
 def test_rate_limit_headers_count_down_then_429_with_retry_after(serve, engine):
     url = serve(make_service(engine, rpm=2))
-    body = {"model": engine.model_id, "messages": QUESTION, "max_tokens": 2}
+    body = {"model": engine.model_id, "messages": QUESTION, "max_tokens": 1}
+    first = time.monotonic()
     remaining = [httpx.post(url + "/v1/chat/completions", json=body).headers["x-ratelimit-remaining-requests"]
                  for _ in range(2)]
     assert remaining == ["1", "0"]
     r = httpx.post(url + "/v1/chat/completions", json=body)
-    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 59
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 59 - (time.monotonic() - first)
     assert r.json()["error"]["code"] == "rate_limit_exceeded"
     assert r.headers["x-ratelimit-limit-requests"] == "2"
     with pytest.raises(openai.RateLimitError):
@@ -128,7 +133,7 @@ def test_rate_limit_headers_count_down_then_429_with_retry_after(serve, engine):
 
 
 def test_lpu_pace_streams_no_faster_than_the_simulated_chip(serve, tiny):
-    slow = tiny_engine(tiny, chips=1, layer_cycles=4_500_000)  # 10 ms per decode step on 2 layers at 900 MHz
+    slow = tiny_engine(tiny, None, chips=1, timing=SlowTiming(0.01))
     url = serve(make_service(slow, pace="lpu"))
     start = time.monotonic()
     chunks = list(client(url).chat.completions.create(model=slow.model_id, messages=QUESTION, temperature=0,
@@ -139,11 +144,10 @@ def test_lpu_pace_streams_no_faster_than_the_simulated_chip(serve, tiny):
     assert elapsed >= usage["queue_time"] + usage["total_time"] - 1e-3
 
 
-def test_the_real_model_answers_through_the_api(serve):
-    smollm2 = build_engine("smollm2-135m", chips=1)
-    url = serve(make_service(smollm2))
-    r = client(url).chat.completions.create(
-        model="smollm2-135m-8192", messages=[{"role": "user", "content": "What is the capital of France?"}],
-        temperature=0, max_tokens=16)
-    assert "Paris" in r.choices[0].message.content
-    assert r.usage.prompt_tokens == 37  # docs/models.md: the same question is 37 prompt tokens
+def test_the_real_model_is_served_with_its_compiled_timing(step_cycles_dir):
+    smollm2 = build_engine("smollm2-135m", chips=1, cache_dir=step_cycles_dir)
+    assert smollm2.model_id == "smollm2-135m-8192" and smollm2.concurrency == 1
+    assert smollm2.timing.source.startswith("cycles of smollm2-135m's int8 decode step compiled for one tsp-v1")
+    # docs/models.md: the question is 37 prompt tokens; its answer through the int8 step graph is
+    # tests/runtime/test_lpu_engine.py's ("The capital of France is Paris")
+    assert len(smollm2.prompt_ids([{"role": "user", "content": "What is the capital of France?"}])) == 37

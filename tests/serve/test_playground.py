@@ -44,7 +44,7 @@ def test_the_page_streams_the_answer_and_shows_lpu_and_host_figures(page, url, e
     assert figure(page, "lpu-ttft") == pytest.approx(prompt_time, rel=1e-9)  # alone on the chip: no queue
     assert figure(page, "lpu-tps") == pytest.approx((usage["completion_tokens"] - 1) / usage["completion_time"])
     assert figure(page, "host-ttft") > 0 and figure(page, "host-tps") > 0
-    assert page.evaluate("document.getElementById('lpu-timing').textContent") == "interim"
+    assert page.evaluate("document.getElementById('lpu-timing').textContent") == "compiled"
 
 
 def test_the_conversation_continues_and_errors_show_on_the_page(page):

@@ -1,6 +1,7 @@
 """`openlpu serve` and `openlpu bench` as a user runs them."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -19,9 +20,11 @@ def test_help_teaches_with_examples(command, capsys):
     assert "examples:" in out and f"openlpu {command} " in out
 
 
-def test_serve_starts_on_a_free_port_and_answers(tiny_path):
+def test_serve_starts_on_a_free_port_and_answers(tiny_path, tmp_path):
+    env = os.environ | {"XDG_CACHE_HOME": str(tmp_path)}  # its compiled step cycles go there, not to ~/.cache
     proc = subprocess.Popen([sys.executable, "-m", "openlpu.cli", "serve", "--model", str(tiny_path), "--port", "0",
-                             "--chips", "3", "--json"], stdout=subprocess.PIPE, text=True)
+                             "--chips", "3", "--warm-tokens", "1", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
     try:
         lines = []
         while not lines or lines[-1] != "}\n":
@@ -29,7 +32,7 @@ def test_serve_starts_on_a_free_port_and_answers(tiny_path):
             if not lines[-1]:
                 raise RuntimeError(f"openlpu serve exited before printing its address: {''.join(lines)!r}")
         info = json.loads("".join(lines))
-        assert info["model"] == "tiny-256" and info["concurrency"] == 3 and info["lpu_timing"] == "interim"
+        assert info["model"] == "tiny-256" and info["concurrency"] == 3 and info["lpu_timing"] == "compiled"
         for _ in range(100):
             try:
                 health = httpx.get(info["url"] + "/health").json()
@@ -37,6 +40,9 @@ def test_serve_starts_on_a_free_port_and_answers(tiny_path):
             except httpx.ConnectError:
                 time.sleep(0.05)
         assert health["slots"] == 3 and health["pace"] == "lpu"
+        # the background warm-up compiles the one step program a 1-token sequence needs, and says so
+        assert proc.stderr.readline().startswith("openlpu serve: step program 1 of 1 ready: 64-slot cache, ")
+        assert list(httpx.get(info["url"] + "/health").json()["compiled_steps"]) == ["64"]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -46,6 +52,7 @@ def test_serve_starts_on_a_free_port_and_answers(tiny_path):
     (["--chips", "0"], "--chips 0"),
     (["--port", "70000"], "--port 70000"),
     (["--pace", "lpu", "--requests-per-minute", "0"], "at least 1"),
+    (["--warm-tokens", "-1"], "--warm-tokens -1"),
 ])
 def test_serve_refuses_bad_options_in_one_sentence(args, words, tiny_path, capsys):
     assert main(["serve", "--model", str(tiny_path), *args]) == 2

@@ -6,7 +6,7 @@ generator: each `next()` computes one token on the host and yields it with two t
 confused:
 
 - `lpu_s`: simulated LPU seconds of the step that made the token (the prefill for the first token, one
-  decode step for each later one), from the engine's `LpuTiming`;
+  decode step for each later one), from the engine's `LpuTiming` (compiled_timing.CompiledTiming);
 - `host_s`: wall seconds this machine took to compute it.
 
 Closing the generator frees its slot. The request scheduler (`openlpu.serve.scheduler`) places the steps
@@ -27,9 +27,11 @@ FINISH_LENGTH = "length"  # max_tokens, or the end of the context
 
 
 class LpuTiming(Protocol):
-    """Simulated seconds of the two kinds of step. `kind` says where the figures come from."""
+    """Simulated seconds of the two kinds of step. `kind` names where the figures come from ("compiled",
+    "predicted"), `source` says it in a sentence."""
 
     kind: str
+    source: str
 
     def prefill_seconds(self, prompt_tokens: int) -> float:
         """Run a prompt of this many tokens and produce the first completion token."""
@@ -56,6 +58,7 @@ class Engine(ABC):
     context_length: int
     concurrency: int
     timing: LpuTiming
+    tokens_source: str  # where the tokens come from, in a sentence
 
     @abstractmethod
     def prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:

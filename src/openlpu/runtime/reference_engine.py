@@ -1,24 +1,35 @@
-"""An engine backed by the numpy reference model, with LPU timing supplied from outside.
+"""An engine whose tokens are the LPU program's, computed by the step graph's numpy reference.
 
-The tokens are the reference's (`openlpu.models.reference`), so they are exactly what the LPU must
-produce; the LPU seconds come from the `LpuTiming` it is given (for now `InterimTiming`), the host
-seconds from the wall clock. Every sequence gets its own KV cache, sharing one copy of the weights;
-the cache is dropped when the generation ends or is closed.
+The LPU runs a sequence as lpu_engine.LpuEngine does with one token a step: every token, prompt tokens
+included, through the llama step graph (models/lpu_graph.py) against a KV cache padded to a bucket of
+`cache_bucket` slots. This engine evaluates the same graphs in numpy with the chip's numerics
+(`Graph.evaluate`), which the compiled program equals bit for bit (tests/models/test_lpu_graph.py), so the
+tokens are the simulated chip's without running the simulator; the LPU seconds come from the `LpuTiming`
+it is given (compiled_timing.CompiledTiming: the compiled programs' cycles), the host seconds from the
+wall clock. Sequences share the graphs (the weights) and each has its own cache, dropped when its
+generation ends or is closed.
 """
 
 from __future__ import annotations
 
-import copy
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
+from openlpu.chip.spec import ChipSpec, get_chip
+from openlpu.compiler.graph import Graph
 from openlpu.errors import UserError
-from openlpu.models.reference import LlamaReference
+from openlpu.models.lpu_graph import build_step_graph, check_numerics, step_inputs
 from openlpu.models.registry import LoadedModel
+from openlpu.runtime.compiled_timing import bucket_of
 from openlpu.runtime.detokenize import IncrementalDetokenizer
 from openlpu.runtime.engine import FINISH_LENGTH, FINISH_STOP, Engine, LpuTiming, TokenEvent
 from openlpu.runtime.sampling import Sampler, SamplingParams, StopMatcher
+
+GRAPHS_KEPT = 2  # step graphs held at once: SmolLM2's takes ~0.9 GB with its prepared weight tiles
 
 
 def served_model_id(model: LoadedModel) -> str:
@@ -28,16 +39,22 @@ def served_model_id(model: LoadedModel) -> str:
 
 
 class ReferenceEngine(Engine):
-    def __init__(self, model: LoadedModel, timing: LpuTiming, concurrency: int = 1) -> None:
+    def __init__(self, model: LoadedModel, timing: LpuTiming, concurrency: int = 1, numerics: str = "int8",
+                 cache_bucket: int = 64, chip: str | ChipSpec = "tsp-v1") -> None:
         if concurrency < 1:
             raise UserError(f"engine concurrency {concurrency} must be at least 1 sequence")
+        if cache_bucket < 1:
+            raise UserError(f"cache bucket {cache_bucket} is not a number of slots; give 1 or more")
         self.model = model
         self.model_id = served_model_id(model)
         self.aliases = frozenset({model.name, Path(model.path).stem}) - {self.model_id}
         self.context_length = model.config.context
         self.concurrency = concurrency
         self.timing = timing
-        self._weights = LlamaReference(model.config, model.weights)
+        self.numerics, self.cache_bucket, self.chip = check_numerics(numerics), cache_bucket, get_chip(chip)
+        self.tokens_source = (f"the {self.numerics} step graph's numpy reference (Graph.evaluate), which the "
+                              "compiled program equals bit for bit")
+        self._graphs: OrderedDict[int, Graph] = OrderedDict()
 
     def prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
         return self.model.tokenizer.encode_chat(messages)
@@ -53,7 +70,7 @@ class ReferenceEngine(Engine):
 
     def _generate(self, prompt: Sequence[int], params: SamplingParams, budget: int) -> Iterator[TokenEvent]:
         tokenizer = self.model.tokenizer
-        sequence = _new_sequence(self._weights)
+        sequence = _Sequence(self)
         sampler, detokenizer, stops = Sampler(params), IncrementalDetokenizer(tokenizer), StopMatcher(params.stop)
         start = time.perf_counter()
         logits = sequence.forward(prompt)
@@ -76,16 +93,51 @@ class ReferenceEngine(Engine):
             logits = sequence.forward([token])
             lpu_s = self.timing.decode_seconds(len(prompt) + index + 1)
 
+    def step_graph(self, cache_len: int) -> Graph:
+        """The one-token step against `cache_len` slots; the least recently used graph beyond GRAPHS_KEPT goes."""
+        if cache_len in self._graphs:
+            self._graphs.move_to_end(cache_len)
+        else:
+            c = self.model.config
+            self._graphs[cache_len] = build_step_graph(c, self.model.weights, self.numerics, 1, cache_len, self.chip)
+            while len(self._graphs) > GRAPHS_KEPT:
+                self._graphs.popitem(last=False)
+        return self._graphs[cache_len]
 
-def _new_sequence(weights: LlamaReference) -> LlamaReference:
-    """A reference sharing `weights`' prepared matrices, with an empty KV cache of its own.
 
-    LlamaReference holds the weights and one sequence's cache together and has no public way to share
-    the weights between sequences; a shallow copy with fresh cache lists does it (a copy of the fp32
-    weights per sequence would take 0.5 GB for SmolLM2).
-    """
-    sequence = copy.copy(weights)
-    sequence._k, sequence._v = [], []
-    sequence.position = 0
-    sequence._reserve(weights.capacity)
-    return sequence
+class _Sequence:
+    """One sequence's KV cache (fp16, grown a bucket at a time) and the steps that extend it."""
+
+    def __init__(self, engine: ReferenceEngine) -> None:
+        c = engine.model.config
+        kv = c.n_kv_heads * c.head_dim
+        self.engine, self.position = engine, 0
+        self.k = np.zeros((c.n_layers, 0, kv), np.float16)
+        self.vt = np.zeros((c.n_layers, kv, 0), np.float16)
+
+    def forward(self, ids: Sequence[int]) -> np.ndarray:
+        """Run `ids` one step each; the logits after the last."""
+        for token in ids:
+            logits = self._step(int(token))
+        return logits
+
+    def _step(self, token: int) -> np.ndarray:
+        engine, c = self.engine, self.engine.model.config
+        cache_len = bucket_of(self.position, engine.cache_bucket)
+        graph = engine.step_graph(cache_len)
+        room = bucket_of(self.position + 1, engine.cache_bucket)  # the cache as the step reads it, and its new slot
+        if self.k.shape[1] < room:
+            grow = room - self.k.shape[1]
+            self.k = np.pad(self.k, ((0, 0), (0, grow), (0, 0)))
+            self.vt = np.pad(self.vt, ((0, 0), (0, 0), (0, grow)))
+        embedding = np.asarray(engine.model.weights.token_embd[[token]], np.float32)
+        inputs = step_inputs(c, embedding, self.position, cache_len)
+        for i in range(c.n_layers):
+            inputs[f"k{i}"] = self.k[i, :cache_len]
+            inputs[f"vt{i}"] = self.vt[i, :, :cache_len]
+        outputs = graph.evaluate(inputs, lanes=engine.chip.lanes)
+        for i in range(c.n_layers):
+            self.k[i, self.position] = outputs[f"k_new{i}"][0]
+            self.vt[i, :, self.position] = outputs[f"v_new{i}"][0]
+        self.position += 1
+        return outputs["logits"][0]

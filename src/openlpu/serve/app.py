@@ -1,8 +1,8 @@
 """The service: an engine behind a request scheduler, a rate limiter and the API, as a FastAPI app.
 
-`build_engine` is the interim engine the service runs until the compiled engine exists: the numpy
-reference's tokens, `InterimTiming`'s simulated seconds, and one model replica per chip (concurrency =
-chips), which needs the model's int8 weights to fit one chip's SRAM.
+`build_engine` makes the served engine: the int8 step graph's tokens (its numpy reference, equal bit for
+bit to the compiled program), each step's seconds from its compiled program (`CompiledTiming`), and one
+model replica per chip (concurrency = chips), which needs the model's int8 weights to fit one chip's SRAM.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,15 +21,18 @@ from starlette.exceptions import HTTPException
 from openlpu.chip.spec import TSP_V1
 from openlpu.errors import UserError
 from openlpu.models.registry import load_model
+from openlpu.runtime.compiled_timing import CompiledTiming
 from openlpu.runtime.engine import Engine
-from openlpu.runtime.interim_timing import InterimTiming
 from openlpu.runtime.reference_engine import ReferenceEngine
+from openlpu.serve.completions import provenance
 from openlpu.serve.errors import ApiError
 from openlpu.serve.ratelimit import RateLimiter
 from openlpu.serve.routes import router
 from openlpu.serve.scheduler import Scheduler
 
 API_PREFIXES = ("/openai/v1", "/v1")
+NUMERICS = "int8"  # SmolLM2's fp16 weights (269 MB) do not fit one chip
+CACHE_BUCKET = 64  # KV cache slots a step program is compiled for at a time (as lpu_engine.LpuEngine)
 MAX_BODY_BYTES = 1 << 20
 
 
@@ -42,16 +46,22 @@ class Service:
     created: int = field(default_factory=lambda: int(time.time()))
 
 
-def build_engine(model: str, chips: int = 1) -> ReferenceEngine:
+def build_engine(model: str, chips: int = 1, cache_dir: Path | None = None) -> ReferenceEngine:
     if chips < 1:
         raise UserError(f"--chips {chips} is not a number of chips; give 1 or more")
     loaded = load_model(model)
     needed, sram = loaded.config.weight_bytes("int8"), TSP_V1.sram_bytes
     if needed > sram:
         raise UserError(f"{model} needs {needed / 1e6:.0f} MB of int8 weights, more than one chip's "
-                        f"{sram / 1e6:.0f} MB of SRAM; the interim engine runs one replica per chip, so serve a "
-                        "smaller model")
-    return ReferenceEngine(loaded, InterimTiming(loaded.config), concurrency=chips)
+                        f"{sram / 1e6:.0f} MB of SRAM; the service runs one replica per chip, so serve a smaller "
+                        "model")
+    timing = CompiledTiming(loaded, NUMERICS, TSP_V1, CACHE_BUCKET, cache_dir)
+    return ReferenceEngine(loaded, timing, chips, NUMERICS, CACHE_BUCKET, TSP_V1)
+
+
+def compiled_steps(timing) -> dict:
+    """The step programs compiled so far (cycles by cache slots), for a timing read from compiled programs."""
+    return {"compiled_steps": timing.compiled()} if isinstance(timing, CompiledTiming) else {}
 
 
 def create_app(service: Service) -> FastAPI:
@@ -73,8 +83,9 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "model": service.engine.model_id, "pace": service.scheduler.pace,
-                "lpu_timing": service.engine.timing.kind, **service.scheduler.stats()}
+        engine = service.engine
+        return {"status": "ok", "model": engine.model_id, "pace": service.scheduler.pace, **provenance(engine),
+                **compiled_steps(engine.timing), **service.scheduler.stats()}
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, err: ApiError) -> JSONResponse:

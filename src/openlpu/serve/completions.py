@@ -3,8 +3,8 @@
 Groq's extension `x_groq` carries the request id in the first chunk and the usage with its timing
 (`queue_time`, `prompt_time`, `completion_time`, `total_time`, seconds on the simulated LPU timeline)
 in the last. openlpu adds `x_openlpu`: on each content chunk the simulated and host seconds since the
-request arrived, and at the end where the LPU timing comes from, the pace, and the same usage times
-measured on this host.
+request arrived, and at the end where the LPU timing and the tokens come from, the pace, and the same
+usage times measured on this host.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from openlpu.runtime.engine import Engine
 from openlpu.serve.scheduler import Ticket, TimedToken
 
 
@@ -23,7 +24,7 @@ def _new_id(prefix: str) -> str:
 @dataclass(frozen=True)
 class Completion:
     model: str
-    timing_kind: str  # where the LPU seconds come from ("interim" until the compiled engine exists)
+    provenance: dict  # where the LPU seconds and the tokens come from (`provenance(engine)`)
     pace: str
     id: str = field(default_factory=lambda: _new_id("chatcmpl-"))
     request_id: str = field(default_factory=lambda: _new_id("req_"))
@@ -57,7 +58,12 @@ class Completion:
                 "usage": usage(ticket), "x_groq": {"id": self.request_id}, "x_openlpu": self._openlpu(ticket)}
 
     def _openlpu(self, ticket: Ticket) -> dict:
-        return {"lpu_timing": self.timing_kind, "pace": self.pace, "host_usage": ticket.host_times()}
+        return {**self.provenance, "pace": self.pace, "host_usage": ticket.host_times()}
+
+
+def provenance(engine: Engine) -> dict:
+    return {"lpu_timing": engine.timing.kind, "lpu_timing_source": engine.timing.source,
+            "tokens": engine.tokens_source}
 
 
 def usage(ticket: Ticket) -> dict:

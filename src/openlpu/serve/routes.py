@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from openlpu.errors import UserError
 from openlpu.serve import sse
-from openlpu.serve.completions import Completion
+from openlpu.serve.completions import Completion, provenance
 from openlpu.serve.errors import ApiError
 from openlpu.serve.scheduler import Overloaded, Ticket
 from openlpu.serve.schemas import parse_chat_request, parse_json
@@ -81,7 +81,7 @@ async def chat_completions(request: Request):
     except Overloaded as err:
         raise ApiError(503, f"the server is over capacity ({err}); retry in a moment", type="server_error",
                        code="overloaded", headers=headers) from None
-    completion = Completion(service.engine.model_id, service.engine.timing.kind, service.scheduler.pace)
+    completion = Completion(service.engine.model_id, provenance(service.engine), service.scheduler.pace)
     if chat.stream:
         body = _stream(ticket, completion, chat.include_usage, service.limiter)
         return _TicketStream(ticket, body, media_type=sse.MEDIA_TYPE, headers=headers | sse.HEADERS)
