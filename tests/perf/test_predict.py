@@ -96,8 +96,16 @@ def test_a_model_that_does_not_fit_gets_one_sentence_with_the_chips_it_needs():
     assert message.count(". ") == 0 and message.endswith(".")
 
 
-def test_without_chips_the_smallest_system_that_fits_is_chosen():
+def test_without_chips_the_smallest_system_that_fits_is_chosen_and_says_why(moe_by_ep):
     assert predict(TINY, context=64, prompt_tokens=8).plan.chips == 8
+    assert predict(TINY, context=64, prefill=False).chips_because.startswith("the smallest system: one node")
+    assert moe_by_ep[1].chips_because == "given: --chips 8"
+    deep = dataclasses.replace(TINY, n_layers=300)  # each layer's 1 MiB margin: 300 of them fill two nodes
+    assert smallest_fit(deep, "int8", 64, 1, SRAM).system_chips == 16
+    smaller = plan(deep, 8, "int8", 64, 1, SRAM)
+    assert predict(deep, context=64, prefill=False).chips_because == (
+        f"the smallest system that fits: on {smaller.system_chips} chips a chip would need "
+        f"{smaller.bytes_per_chip / 1e6:,.1f} MB of SRAM, over its 230.7 MB")
 
 
 def test_users_in_flight_are_limited_by_the_sram_left_for_their_caches():
@@ -114,6 +122,8 @@ def test_the_command_prints_json_and_refuses_what_does_not_fit(capsys):
     assert "SRAM per chip" in capsys.readouterr().err
     assert main(["predict", "llama2-7b-2048", "--chips", "12"]) == 2
     assert "multiple of 8" in capsys.readouterr().err
+    assert main(["predict", "mixtral-8x7b-32768", "--expert-parallel", "3"]) == 2
+    assert "expert parallelism 3 for mixtral-8x7b-32768" in capsys.readouterr().err
 
 
 def test_two_stages_add_one_scheduled_handoff(two_and_four):

@@ -75,6 +75,7 @@ def _render(console, d) -> None:
     console.print(kv_table(f"{d['model']} at {d['numerics']}, context {d['context']}, batch {d['batch']}", [
         ("chips", f"{d['chips']} of a {d['system_chips']}-chip system: {part['tensor_parallel']}-way tensor "
                   f"parallel x {part['pipeline_stages']} pipeline stages of {layers} layers{experts}"),
+        ("why these chips", d["chips_because"]),
         ("SRAM per chip", f"{d['sram_bytes_per_chip'] / 1e6:,.1f} of {d['sram_bytes_available'] / 1e6:,.1f} MB"),
         (f"TTFT, {d['prompt_tokens']} prompt tokens", f"{d['ttft_s'] * 1e3:,.3f} ms"),
         ("decode per token", f"{d['decode_s_per_token'] * 1e3:,.3f} ms"),

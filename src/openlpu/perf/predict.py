@@ -224,6 +224,7 @@ class Prediction:
     roofline: dict[str, float]
     gpus: list[dict]
     derivation: dict[str, str]
+    chips_because: str  # why this system: given, or the smallest that fits and what the next smaller lacks
 
     @property
     def tokens_per_s_per_user(self) -> float:
@@ -245,6 +246,7 @@ class Prediction:
             "partitioning": {"tensor_parallel": p.a.tp, "pipeline_stages": p.stages,
                              "layers_per_stage": sorted(set(p.stage_layers)), "lm_head": "last stage",
                              "embedding": "host"} | experts,
+            "chips_because": self.chips_because,
             "sram_bytes_per_chip": p.bytes_per_chip, "sram_bytes_available": p.sram_bytes,
             "ttft_s": self.ttft_s, "decode_s_per_token": self.decode_s,
             "tokens_per_s_per_user": self.tokens_per_s_per_user, "tokens_per_s_system": self.tokens_per_s_system,
@@ -275,10 +277,12 @@ def predict(model: DecoderConfig, chips: int | None = None, numerics: str = "int
         if p is None:
             raise capacity_error(plan(model, (model.n_layers + 1) * a.tp, numerics, context, batch, chip.sram_bytes, a,
                                       expert_parallel), numerics)
+        because = _smallest_because(p)
     else:
         p = plan(model, chips, numerics, context, batch, chip.sram_bytes, a, expert_parallel)
         if not p.fits:
             raise capacity_error(p, numerics)
+        because = f"given: --chips {chips}"
     hz, s = chip.clock_hz, p.shape
     layers, stages = model.n_layers, p.stages
 
@@ -310,7 +314,16 @@ def predict(model: DecoderConfig, chips: int | None = None, numerics: str = "int
         p, numerics, prompt_tokens, decode_s, breakdown, ttft, ttft_parts, max(stage_s),
         list(dict.fromkeys([attn, mlp, head, *prefill_blocks])), _roofline(p, chip, breakdown),
         _gpus(model, batch, context, prompt_tokens, numerics),
-        _derivation(p, reduce, hand))
+        _derivation(p, reduce, hand), because)
+
+
+def _smallest_because(p: Plan) -> str:
+    smaller = [n for n in system_sizes(tp=p.a.tp) if n < p.system_chips]
+    if not smaller:
+        return f"the smallest system: one node of {p.a.tp} chips holds it"
+    q = plan(p.model, smaller[-1], p.shape.numerics, p.context, p.batch, p.sram_bytes, p.a, p.shape.expert_parallel)
+    return (f"the smallest system that fits: on {q.system_chips} chips a chip would need "
+            f"{q.bytes_per_chip / 1e6:,.1f} MB of SRAM, over its {q.sram_bytes / 1e6:,.1f} MB")
 
 
 def _prefill(p: Plan, prompt: int, chip: ChipSpec, chip_name: str):
