@@ -1,4 +1,4 @@
-"""`openlpu bench`: measure any OpenAI-compatible endpoint the way LLMPerf does."""
+"""`openlpu bench`: measure any OpenAI-compatible endpoint the way LLMPerf does, or a predicted LPU system."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import httpx
+import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -15,8 +16,11 @@ from rich.table import Table
 from openlpu.commands.output import add_json_flag, emit
 from openlpu.errors import UserError
 from openlpu.models.registry import DEFAULT_MODEL
+from openlpu.models.zoo import load_decoder_config
+from openlpu.perf.predict import predict
 from openlpu.serve.benchplots import plot_metrics
-from openlpu.serve.llmperf import PRESET, counting_tokenizer, run_load, summarize
+from openlpu.serve.llmperf import PRESET, QUANTILES, counting_tokenizer, run_load, summarize
+from openlpu.serve.simulate import simulate_load, slots
 
 EPILOG = f"""examples:
   openlpu serve &                                          then, in another shell:
@@ -25,11 +29,14 @@ EPILOG = f"""examples:
   openlpu bench --base-url http://127.0.0.1:8000/v1 --concurrency 64 --requests 128 --output-tokens 32
   openlpu bench --base-url https://api.groq.com/openai/v1 --model llama-3.1-8b-instant --json > groq.json
   openlpu bench --base-url http://127.0.0.1:8000/v1 --plots plots/
+  openlpu bench --simulate llama2-70b-4096 --chips 576 --concurrency 64 --requests 640
 
 --json prints LLMPerf's summary (results_ttft_s_quantiles_p50, results_mean_output_throughput_token_per_s, ...),
 so it diffs against LLMPerf's own *_summary.json. The API key comes from --api-key or $OPENAI_API_KEY.
 Output tokens are counted by re-tokenising each answer with one fixed tokenizer (--tokenizer), as LLMPerf does.
-Not yet: `--simulate MODEL --chips N` (needs the LPU performance model). See docs/serve.md."""
+--simulate runs the same workload on the simulated system of a zoo model (no weights): TTFT and decode time
+from `openlpu predict`, requests placed on the system's slots by the server's scheduler, all in simulated
+seconds; the JSON adds `simulation` (slots, predicted times, queue-time quantiles). See docs/serve.md."""
 
 
 def register(subparsers) -> None:
@@ -42,7 +49,12 @@ def register(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--base-url", required=True, help="the API root, e.g. http://127.0.0.1:8000/openai/v1")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--base-url", help="the API root, e.g. http://127.0.0.1:8000/openai/v1")
+    target.add_argument("--simulate", metavar="MODEL",
+                        help="a zoo model (llama2-70b-4096, ...) or config.json: its predicted LPU system, simulated")
+    p.add_argument("--chips", type=int,
+                   help="with --simulate: chips, a multiple of 8 (default: the smallest system that fits)")
     p.add_argument("--model", help="model id to request (default: the first of the endpoint's GET /models)")
     p.add_argument("--concurrency", type=int, default=PRESET["concurrency"],
                    help="requests in flight at once (default %(default)s)")
@@ -71,6 +83,10 @@ def first_model(base_url: str, api_key: str | None) -> str:
 
 
 def run(args) -> int:
+    if args.simulate:
+        return run_simulated(args)
+    if args.chips is not None:
+        raise UserError(f"--chips {args.chips} sizes a simulated system; use it with --simulate MODEL")
     model = args.model or first_model(args.base_url, args.api_key)
     tokenizer = counting_tokenizer(args.tokenizer)
     shape = {"input_tokens": args.input_tokens, "output_tokens": args.output_tokens, "concurrency": args.concurrency}
@@ -83,6 +99,28 @@ def run(args) -> int:
     if args.plots:
         plot_metrics(results, args.plots, f"{model}, {args.input_tokens} in / {args.output_tokens} out, "
                                           f"concurrency {args.concurrency}")
+    emit(args, summary, render)
+    return 0
+
+
+def run_simulated(args) -> int:
+    config = load_decoder_config(args.simulate)
+    shape = {"input_tokens": args.input_tokens, "output_tokens": args.output_tokens, "concurrency": args.concurrency}
+    with Console(stderr=True, quiet=args.json).status(f"{config.name}: compiling its layer shards (openlpu predict)"):
+        prediction = predict(config, args.chips, prompt_tokens=args.input_tokens)
+    run = simulate_load(prediction, requests=args.requests, **shape)
+    summary = summarize(run.results, run.makespan_s, model=config.name, **shape)
+    queue = np.asarray(run.queue_times)
+    summary["simulation"] = {
+        "chips": prediction.plan.chips, "slots": slots(prediction), "ttft_s": prediction.ttft_s,
+        "decode_s_per_token": prediction.decode_s, "makespan_s": run.makespan_s,
+        "queue_time_s": {k: float(np.quantile(queue, q)) for k, q in QUANTILES.items()} | {"max": float(queue.max())},
+        "timing": "openlpu predict: compiled layer shards, scheduled collectives and hand-offs (docs/predict.md)",
+        "clock": "simulated seconds: ttft, latencies and the overall tokens/s are the system's, not this host's"}
+    if args.plots:
+        plot_metrics(run.results, args.plots, f"{config.name} on {prediction.plan.chips} simulated chips, "
+                                              f"{args.input_tokens} in / {args.output_tokens} out, "
+                                              f"concurrency {args.concurrency}")
     emit(args, summary, render)
     return 0
 
@@ -101,6 +139,12 @@ def render(console: Console, s: dict) -> None:
                 f"results_{metric}_quantiles_p99", f"results_{metric}_mean")
         table.add_row(label, *("-" if s[k] is None else f"{s[k]:.4g}" for k in keys))
     console.print(table)
+    sim = s.get("simulation")
+    if sim:
+        q = sim["queue_time_s"]
+        console.print(f"simulated: {sim['chips']} chips running {sim['slots']} at once; predicted TTFT "
+                      f"{sim['ttft_s'] * 1e3:.2f} ms, {sim['decode_s_per_token'] * 1e3:.3f} ms per token; "
+                      f"queue time p50 {q['p50']:.4g} s, p90 {q['p90']:.4g} s, p99 {q['p99']:.4g} s")
     console.print(f"overall output tokens/s {s['results_mean_output_throughput_token_per_s']:.1f}; "
                   f"completed {s['results_num_completed_requests']} of {s['results_num_requests_started']}; "
                   f"errors {s['results_number_errors']} {s['results_error_code_frequency']}")

@@ -108,6 +108,22 @@ def _times(queue: float, steps: Sequence[float]) -> dict[str, float]:
             "total_time": prompt + completion}
 
 
+class Timeline:
+    """The slots of the simulated machine and when each frees. A request goes to the candidate slot that
+    frees first and starts at max(its arrival, that time): the live scheduler places requests with it, and
+    so does the simulated benchmark (openlpu.serve.simulate)."""
+
+    def __init__(self, slots: int) -> None:
+        self.free_at = [0.0] * slots
+
+    def place(self, arrival: float, candidates: Sequence[int]) -> tuple[int, float]:
+        slot = min(candidates, key=lambda s: (self.free_at[s], s))
+        return slot, max(arrival, self.free_at[slot])
+
+    def release(self, slot: int, at: float) -> None:
+        self.free_at[slot] = at
+
+
 class Scheduler:
     def __init__(self, engine: Engine, pace: str = "lpu", max_queue: int = 256,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -115,7 +131,7 @@ class Scheduler:
             raise UserError(f"pace {pace!r} is unknown; use one of {', '.join(PACES)}")
         self.engine, self.pace, self.max_queue, self.clock = engine, pace, max_queue, clock
         self.origin = clock()  # the wall time of simulated time 0
-        self._free_at = [0.0] * engine.concurrency  # simulated time each slot frees
+        self._timeline = Timeline(engine.concurrency)
         self._running: dict[int, Ticket] = {}  # slot -> ticket
         self._waiting: deque[Ticket] = deque()
         self._lock = threading.Condition()
@@ -183,11 +199,10 @@ class Scheduler:
             if not free:
                 return
             ticket = self._waiting.popleft()
-            slot = min(free, key=lambda s: (self._free_at[s], s))
-            ticket._slot = slot
-            ticket.start_sim = ticket._sim_clock = max(ticket.arrival_sim, self._free_at[slot])
+            ticket._slot, ticket.start_sim = self._timeline.place(ticket.arrival_sim, free)
+            ticket._sim_clock = ticket.start_sim
             ticket.start_wall = self.clock()
-            self._running[slot] = ticket
+            self._running[ticket._slot] = ticket
 
     def _step(self, ticket: Ticket) -> None:
         if ticket._cancelled:
@@ -219,7 +234,7 @@ class Scheduler:
         with self._lock:
             if self._running.get(ticket._slot) is ticket:
                 del self._running[ticket._slot]
-                self._free_at[ticket._slot] = reached
+                self._timeline.release(ticket._slot, reached)
                 self.completed += finished
         ticket._post(_DONE)
 
