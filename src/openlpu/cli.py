@@ -10,7 +10,7 @@ import sys
 from openlpu.errors import UserError
 
 # One module per subcommand, each with `register(subparsers)`; the order is the order of `--help`.
-COMMANDS = ["demo", "info", "asm", "compile", "cost", "predict", "reproduce", "system", "network", "serve", "bench"]
+COMMANDS = ["demo", "info", "asm", "compile", "generate", "chat", "eval", "cost", "predict", "reproduce", "system", "network", "serve", "bench"]
 
 EPILOG = """examples:
   openlpu info --chip tsp-v1          the chip's parameters and derived peak figures

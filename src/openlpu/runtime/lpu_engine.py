@@ -1,11 +1,12 @@
-"""Greedy generation with the llama step graph (models/lpu_graph.py) compiled for the simulated LPU.
+"""Generation with the llama step graph (models/lpu_graph.py) compiled for the simulated LPU.
 
 The engine strings steps together: prefill steps of `prefill_tokens` prompt tokens (default 1: the decode
 step, since SmolLM2's steps of 8 or more tokens do not fit one chip yet), then one decode step per generated
-token. It owns the KV cache, on the host for now: every step receives the cache padded to a bucket of
+token, sampled on the host from the step's logits (greedy, temperature, top-p, seed; stop tokens and stop
+strings end the answer). It owns the KV cache, on the host for now: every step receives the cache padded to a bucket of
 `cache_bucket` slots and returns its new keys and values, which the engine writes into the cache. One
 program is compiled per (tokens, cache bucket) and reused with new inputs; its cycles are known at compile
-time and the run confirms them. The embedding lookup and the argmax are on the host too.
+time and the run confirms them. The embedding lookup is on the host too.
 
 Executors: `fast` and `exact` run the compiled program (openlpu.sim); `reference` evaluates the same graph in
 numpy with the chip's numerics (`Graph.evaluate`), without compiling: the oracle that the LPU must equal
@@ -15,7 +16,7 @@ token for token.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,10 +25,17 @@ from openlpu.chip.spec import ChipSpec, get_chip
 from openlpu.compiler.compile import Compiled, compile
 from openlpu.compiler.graph import Graph
 from openlpu.errors import UserError
-from openlpu.models.lpu_graph import build_step_graph, check_numerics, step_inputs
+from openlpu.models.lpu_graph import NUMERICS, build_step_graph, check_numerics, step_inputs
 from openlpu.models.registry import LoadedModel
+from openlpu.runtime.detokenize import IncrementalDetokenizer
+from openlpu.runtime.engine import FINISH_LENGTH, FINISH_STOP
+from openlpu.runtime.sampling import Sampler, SamplingParams, StopMatcher
 
 EXECUTORS = ("fast", "exact", "reference")
+GREEDY = SamplingParams(temperature=0.0)
+
+# progress(phase, done, total): phase "prompt" while the prompt's steps run, "decode" for new tokens
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -50,13 +58,15 @@ class StepRun:
 
 @dataclass
 class Generation:
-    """What one greedy generation did: tokens, simulated LPU time per step and host time."""
+    """What one generation did: tokens and text, simulated LPU time per step and host time."""
 
     prompt_ids: list[int]
     token_ids: list[int]
     chip: ChipSpec
     numerics: str
     executor: str
+    text: str = ""  # the answer: stop tokens left out, cut before a stop string
+    finish_reason: str = FINISH_LENGTH
     prefill: list[StepRun] = field(default_factory=list)
     decode: list[StepRun] = field(default_factory=list)
     compile_s: float = 0.0  # host seconds compiling programs for this generation
@@ -94,15 +104,16 @@ class Generation:
         return self.chip.clock_hz / self.cycles_per_token if self.decode_cycles else 0.0
 
     def summary(self) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "token_ids": self.token_ids, "numerics": self.numerics, "executor": self.executor,
-                "chip": self.chip.name, "chips": 1, "prefill_cycles": self.prefill_cycles,
-                "cycles_per_token": self.cycles_per_token, "ttft_s": self.ttft_s, "tokens_per_s": self.tokens_per_s,
-                "compile_s": self.compile_s, "host_s": self.host_s}
+        return {"text": self.text, "token_ids": self.token_ids, "finish_reason": self.finish_reason,
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "numerics": self.numerics, "executor": self.executor, "chip": self.chip.name, "chips": 1,
+                "prefill_cycles": self.prefill_cycles, "cycles_per_token": self.cycles_per_token,
+                "ttft_s": self.ttft_s, "tokens_per_s": self.tokens_per_s, "compile_s": self.compile_s,
+                "host_s": self.host_s}
 
 
 class LpuEngine:
-    """A loaded model on one simulated chip; `generate` runs greedy generation."""
+    """A loaded model on one simulated chip; `generate` runs a generation."""
 
     def __init__(self, model: LoadedModel, numerics: str = "int8", chip: str | ChipSpec = "tsp-v1",
                  executor: str = "fast", cache_bucket: int = 64, prefill_tokens: int = 1):
@@ -122,29 +133,68 @@ class LpuEngine:
             t0 = time.perf_counter()
             graph = build_step_graph(self.model.config, self.model.weights, self.numerics, tokens, cache_len,
                                      self.chip)
+            if self.executor != "reference":
+                self._check_fits(graph)
             compiled = None if self.executor == "reference" else compile(graph, self.chip, check=False)
             self._steps[key] = Step(tokens, cache_len, graph, compiled, time.perf_counter() - t0)
         return self._steps[key]
 
+    def _check_fits(self, graph: Graph) -> None:
+        """The constants alone must fit the chip's SRAM: say so before a long compile finds out."""
+        weights = sum(n.value.nbytes for n in graph.nodes if n.op == "constant")
+        if weights > self.chip.sram_bytes:
+            other = [m for m in NUMERICS if m != self.numerics]
+            raise UserError(
+                f"{self.model.name} at {self.numerics} has {weights / 2**20:,.0f} MiB of weights, more than one "
+                f"{self.chip.name}'s {self.chip.sram_bytes / 2**20:,.0f} MiB of SRAM, and splitting a model over "
+                f"several chips is not built yet: use --numerics {other[0]}.")
+
     def _bucket(self, n: int) -> int:
         return self.cache_bucket * max(1, -(-n // self.cache_bucket))
+
+    def _check_length(self, prompt_tokens: int, new_tokens: int) -> None:
+        if prompt_tokens + new_tokens > self.model.config.context:
+            raise UserError(f"{prompt_tokens} prompt tokens plus {new_tokens} new tokens exceed the context length "
+                            f"of {self.model.config.context}; shorten the prompt or ask for fewer new tokens.")
 
     def _check(self, ids: Sequence[int], new_tokens: int) -> list[int]:
         c = self.model.config
         ids = [int(t) for t in ids]
         if not ids:
             raise UserError("the prompt has no tokens; give at least one token.")
-        if len(ids) + new_tokens > c.context:
-            raise UserError(f"{len(ids)} prompt tokens plus {new_tokens} new tokens exceed the context length "
-                            f"of {c.context}; shorten the prompt or ask for fewer new tokens.")
+        self._check_length(len(ids), new_tokens)
         bad = [t for t in ids if not 0 <= t < c.vocab]
         if bad:
             raise UserError(f"token ids must lie in [0, {c.vocab}); got {bad[:5]}; encode text with the model's own "
                             "tokenizer.")
         return ids
 
-    def generate(self, prompt_ids: Sequence[int], max_new_tokens: int, stop_ids: Iterable[int] = ()) -> Generation:
-        """Greedy continuation of `prompt_ids`, up to `max_new_tokens`; stops after a stop id (kept)."""
+    def step_shapes(self, prompt_tokens: int, max_new_tokens: int) -> list[tuple[int, int]]:
+        """The (tokens, cache slots) of every step a generation of this size may run, in order of first use."""
+        rows = 1 if prompt_tokens == 1 else self.prefill_tokens
+        shapes = [(rows, self._bucket(p)) for p in range(0, prompt_tokens, rows)]
+        shapes += [(1, self._bucket(p)) for p in range(prompt_tokens, prompt_tokens + max_new_tokens - 1)]
+        return list(dict.fromkeys(shapes))
+
+    def prepare(self, prompt_tokens: int, max_new_tokens: int, progress: Progress | None = None) -> float:
+        """Build and compile the steps a generation of this size may run, so their cost shows apart from it;
+        returns the host seconds spent compiling."""
+        self._check_length(prompt_tokens, max_new_tokens)
+        shapes = self.step_shapes(prompt_tokens, max_new_tokens)
+        before = sum(s.compile_s for s in self._steps.values())
+        for k, (tokens, cache_len) in enumerate(shapes):
+            if progress:
+                progress("compile", k, len(shapes))
+            self.step(tokens, cache_len)
+        if progress:
+            progress("compile", len(shapes), len(shapes))
+        return sum(s.compile_s for s in self._steps.values()) - before
+
+    def generate(self, prompt_ids: Sequence[int], max_new_tokens: int, stop_ids: Iterable[int] = (),
+                 sampling: SamplingParams = GREEDY, progress: Progress | None = None) -> Generation:
+        """Continue `prompt_ids` by up to `max_new_tokens` tokens chosen by `sampling` (greedy by default).
+        A stop id ends the answer (it is kept in `token_ids`, not in `text`); so does a stop string of
+        `sampling`, which the text then ends before."""
         t_start = time.perf_counter()
         if max_new_tokens < 1:
             raise UserError(f"max_new_tokens is {max_new_tokens}; ask for at least 1 new token.")
@@ -152,22 +202,38 @@ class LpuEngine:
         stops = frozenset(stop_ids)
         gen = Generation(prompt, [], self.chip, self.numerics, self.executor)
         compiled_before = sum(s.compile_s for s in self._steps.values())
+        sampler, detokenizer = Sampler(sampling), IncrementalDetokenizer(self.model.tokenizer)
+        matcher = StopMatcher(sampling.stop)
         seq = _Sequence(self, self._bucket(len(prompt) + max_new_tokens))
-        logits = seq.prefill(prompt, gen.prefill)[-1][-1]
+        logits = seq.prefill(prompt, gen.prefill, progress)[-1][-1]
+        cut = False  # the text ended at a stop string
         while True:
-            token = int(np.argmax(logits))
+            token = sampler.choose(logits)
             gen.token_ids.append(token)
-            if token in stops or len(gen.token_ids) == max_new_tokens:
+            if progress:
+                progress("decode", len(gen.token_ids), max_new_tokens)
+            if token in stops:
+                gen.finish_reason = FINISH_STOP
+                break
+            text, cut = matcher.feed(detokenizer.feed(token))
+            gen.text += text
+            if cut:
+                gen.finish_reason = FINISH_STOP
+                break
+            if len(gen.token_ids) == max_new_tokens:
                 break
             logits = seq.run([token], 1, gen.decode)[-1]
+        if not cut:  # let out what the detokenizer and the stop matcher still hold
+            tail, cut = matcher.feed(detokenizer.flush())
+            gen.text += tail if cut else tail + matcher.flush()
         gen.compile_s = sum(s.compile_s for s in self._steps.values()) - compiled_before
         gen.host_s = time.perf_counter() - t_start
         return gen
 
-    def teacher_forced_logits(self, ids: Sequence[int]) -> np.ndarray:
+    def teacher_forced_logits(self, ids: Sequence[int], progress: Progress | None = None) -> np.ndarray:
         """Logits [len(ids), vocab]: row i predicts ids[i + 1] having seen ids[:i + 1] (prefill steps only)."""
         ids = self._check(ids, 0)
-        return np.concatenate(_Sequence(self, self._bucket(len(ids))).prefill(ids, []))
+        return np.concatenate(_Sequence(self, self._bucket(len(ids))).prefill(ids, [], progress))
 
 
 class _Sequence:
@@ -180,10 +246,15 @@ class _Sequence:
         self.k = np.zeros((c.n_layers, capacity, kv), np.float16)
         self.vt = np.zeros((c.n_layers, kv, capacity), np.float16)
 
-    def prefill(self, ids: list[int], log: list[StepRun]) -> list[np.ndarray]:
+    def prefill(self, ids: list[int], log: list[StepRun], progress: Progress | None = None) -> list[np.ndarray]:
         """The prompt in steps of `prefill_tokens` (a single token takes the decode step); logits per step."""
         rows = 1 if len(ids) == 1 else self.engine.prefill_tokens
-        return [self.run(ids[i:i + rows], rows, log) for i in range(0, len(ids), rows)]
+        out = []
+        for i in range(0, len(ids), rows):
+            out.append(self.run(ids[i:i + rows], rows, log))
+            if progress:
+                progress("prompt", min(i + rows, len(ids)), len(ids))
+        return out
 
     def run(self, ids: list[int], rows: int, log: list[StepRun]) -> np.ndarray:
         """`ids` at the current position in a step of `rows` tokens (the rest padding); stores their keys and
