@@ -10,11 +10,13 @@ import sys
 from openlpu.errors import UserError
 
 # One module per subcommand, each with `register(subparsers)`; the order is the order of `--help`.
-COMMANDS = ["demo", "info", "asm", "compile", "generate", "chat", "eval", "cost", "predict", "reproduce", "system", "network", "serve", "bench"]
+COMMANDS = ["demo", "info", "asm", "compile", "generate", "chat", "eval", "cost", "predict", "reproduce", "system",
+            "network", "serve", "bench"]
 
 EPILOG = """examples:
   openlpu info --chip tsp-v1          the chip's parameters and derived peak figures
   openlpu asm run examples/add.s      assemble, verify and run a program cycle by cycle
+  openlpu generate --prompt "Hi"      a real model answers on the simulated LPU, with its timing
   openlpu demo                        the main job of `make demo`
 run `openlpu COMMAND --help` for each command's options."""
 
