@@ -81,3 +81,17 @@ def test_a_long_chain_reuses_sram():
     g.output("y", y)
     x = np.arange(8 * 256, dtype=np.float32).reshape(8, 256)
     assert np.array_equal(compile(g, "tsp-mini", check=False).run({"x": x}, executor="fast").outputs["y"], x)
+
+
+def test_queue_intervals_stay_exact_when_claims_overlap():
+    # a latch MOV and its NOP claim overlapping spans of one ALU queue; free() looked at one neighbour only
+    from openlpu.compiler.resources import Intervals
+
+    q = Intervals()
+    q.claim(0, 10)
+    q.claim(2, 4)
+    q.claim(20, 25)
+    assert not q.free(5, 6)
+    assert q.next_free(5, 8) == 5  # the shift to [10, 13)
+    assert q.next_free(9, 19) == 16  # past [20, 25): [25, 35)
+    assert q.free(10, 20)

@@ -56,14 +56,14 @@ def fits(res: Resources, step: Step) -> int:
         end = start + e.busy() + IFETCH_GAP
         q = res.queue(e.queue)
         if not q.free(start, end):
-            return max(1, q.next_free(start, end) - start)
+            return max(1, q.next_free(start, end))
         if start < 0:
             return -start
     for p in step.ports:
         if p.start < 0:
             return -p.start
-        if not res.port_free(p):
-            return 1
+        if shift := res.port_shift(p):
+            return shift
     for pipe in step.pipes:
         if not res.stream_free(pipe):
             return 1

@@ -96,9 +96,14 @@ class Intervals:
         return start - (end - length)
 
     def claim(self, start: int, end: int) -> None:
-        i = bisect.bisect_right(self.starts, start)
-        self.starts.insert(i, start)
-        self.ends.insert(i, end)
+        """Add [start, end), merged with the intervals it overlaps, so the list stays disjoint (one step may
+        claim overlapping spans of a queue: an ALU's latch MOV and the NOP that holds it)."""
+        lo = bisect.bisect_left(self.ends, start)
+        hi = bisect.bisect_right(self.starts, end)
+        if lo < hi:
+            start, end = min(start, self.starts[lo]), max(end, self.ends[hi - 1])
+        self.starts[lo:hi] = [start]
+        self.ends[lo:hi] = [end]
 
 
 class Buckets:
@@ -154,6 +159,21 @@ class Resources:
         other = self.ports.get((port.slice, "w" if port.kind == "r" else "r"))
         return other is None or not any(o.banks & port.banks and port.meets(o)
                                         for o in other.near(port.start, port.end))
+
+    def port_shift(self, port: Port) -> int:
+        """0 if the port is free; else a shift that skips only start cycles that would clash too: past the end
+        of a clashing dense access (both one a cycle: every smaller shift still overlaps it), or 1."""
+        clashes = []
+        same = self.ports.get((port.slice, port.kind))
+        if same is not None:
+            clashes += [o for o in same.near(port.start, port.end) if port.meets(o)]
+        other = self.ports.get((port.slice, "w" if port.kind == "r" else "r"))
+        if other is not None:
+            clashes += [o for o in other.near(port.start, port.end) if o.banks & port.banks and port.meets(o)]
+        if not clashes:
+            return 0
+        dense = [o.end - port.start for o in clashes if o.d == 1 and port.d == 1]
+        return max(1, max(dense, default=1))
 
     def claim_port(self, port: Port) -> None:
         self.ports.setdefault((port.slice, port.kind), Buckets()).add(port.start, port.end, port)
