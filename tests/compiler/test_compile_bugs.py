@@ -93,5 +93,6 @@ def test_queue_intervals_stay_exact_when_claims_overlap():
     q.claim(20, 25)
     assert not q.free(5, 6)
     assert q.next_free(5, 8) == 5  # the shift to [10, 13)
-    assert q.next_free(9, 19) == 16  # past [20, 25): [25, 35)
+    assert q.next_free(9, 19) == 1  # [10, 20) is free
+    assert q.next_free(9, 21) == 16  # past [20, 25): [25, 37)
     assert q.free(10, 20)
