@@ -61,8 +61,11 @@ class SramAllocator:
             self.next[(s, bank)] = addr + count
         return addr
 
-    def alloc_roomiest(self, slices: list[str], width: int, count: int, what: str) -> tuple[tuple[str, ...], int, int]:
-        """`count` addresses in the `width` slices (of `slices`) with the most room in one bank."""
+    def alloc_roomiest(self, slices: list[str], width: int, count: int,
+                       what: str) -> tuple[tuple[str, ...], int, tuple[int, ...]]:
+        """`count` addresses in each of the `width` slices (of `slices`) with the most room in one bank, each
+        slice at its own address: for data that every slice reads with its own READ (weight tiles), so no
+        slice is bumped to the fullest one's address and nothing is wasted below it."""
         best = None
         for bank in range(self.chip.mem_banks):
             ranked = sorted(slices, key=lambda s: -self.free_in(s, bank))[:width]
@@ -74,7 +77,10 @@ class SramAllocator:
                 f"({self.used_bytes():,} of {self.chip.sram_bytes:,} bytes used); the graph does not fit on one "
                 f"{self.chip.name}: use a smaller graph or more chips.")
         _, group, bank = best
-        return group, bank, self.alloc(group, count, bank, what)
+        addrs = tuple(self.next.get((s, bank), bank * self.chip.bank_size) for s in group)
+        for s, addr in zip(group, addrs, strict=True):
+            self.next[(s, bank)] = addr + count
+        return group, bank, addrs
 
     def alloc_anywhere(self, candidates: list[tuple[str, ...]], count: int, what: str,
                        not_before: int | None = None) -> tuple[tuple[str, ...], int, int]:

@@ -194,15 +194,15 @@ def _place_weights(ctx, node, u: Unit, dtype: str, a: Placed, b: np.ndarray, out
         other = {s for g in groups for s in g[0]}
         free = [s for s in ctx.hemisphere[u.mxm] if s not in other]
         quiet = [s for s in free if s not in busy]
-        slices, bank, addr = ctx.alloc.alloc_roomiest(quiet if len(quiet) >= streams else free, streams,
-                                                      rows_per_slice, f"weights of {node.name}")
+        slices, bank, addrs = ctx.alloc.alloc_roomiest(quiet if len(quiet) >= streams else free, streams,
+                                                       rows_per_slice, f"weights of {node.name}")
         for i, s in enumerate(slices):
             rows = plane_bytes[i::streams]
             padded = np.zeros((rows_per_slice, lanes), np.int8)
             padded[:len(rows)] = rows.view(np.int8)
-            ctx.constant_rows(s, addr, padded)
-        ctx.weight_tiles[key] = (slices, bank, addr)
-        groups.append((slices, bank, addr, byte))
+            ctx.constant_rows(s, addrs[i], padded)
+        ctx.weight_tiles[key] = (slices, bank, addrs)
+        groups.append((slices, bank, addrs, byte))
     return groups
 
 
@@ -210,14 +210,14 @@ def _lw_step(ctx, u: Unit, groups, t: int, streams: int) -> Step:
     step = Step()
     rows_per_slice = ctx.chip.lanes // streams
     mxm_pos = ctx.chip.position[u.mxm]
-    for slices, bank, addr, byte in groups:
+    for slices, bank, addrs, byte in groups:
         plane = u.plane + byte
         s0 = u.weight_stream[byte]
         step.emits.append(Emit(f"MXM{plane}.w", t, "LW", (Ref(u.inward, s0), streams, 0), rows_per_slice))
         for i, s in enumerate(slices):
             h = ctx.hops(s, u.mxm)
             issue = t - READ_D - h
-            step.emits.append(Emit(s, issue, "READ", (addr, Ref(u.inward, s0 + i)), rows_per_slice))
+            step.emits.append(Emit(s, issue, "READ", (addrs[i], Ref(u.inward, s0 + i)), rows_per_slice))
             step.ports.append(Port(s, "r", issue, rows_per_slice, 1, frozenset({bank})))
             step.pipes.append(Pipe.make(u.inward, s0 + i, ctx.chip.position[s], mxm_pos, t - h,
                                         t - h + rows_per_slice - 1))
