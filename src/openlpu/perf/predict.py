@@ -13,6 +13,8 @@ says where the time goes.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -157,9 +159,31 @@ class BlockTiming:
         return {"matrix": k * self.matrix, "vector": k * self.vector, "memory": k * self.memory}
 
 
-@lru_cache(maxsize=32)  # within a run: the key is every size the schedule depends on
+# A block is known by every size its schedule depends on: (shape, kind, users, tokens, cache, chip).
+BlockKey = tuple[ShardShape, str, int, int, int, str]
+_BLOCKS: dict[BlockKey, BlockTiming] = {}  # compiled within this run
+
+
 def compile_block(shape: ShardShape, kind: str, users: int = 1, tokens: int = 1, cache: int = 1,
                   chip: str = "tsp-v1") -> BlockTiming:
+    return compile_blocks([(shape, kind, users, tokens, cache, chip)])[0]
+
+
+def compile_blocks(keys: list[BlockKey]) -> list[BlockTiming]:
+    """Each block's timing, compiling the ones this run has not seen yet in parallel: the compiler runs on one
+    core, and the blocks of a prediction are independent programs."""
+    todo = [k for k in dict.fromkeys(keys) if k not in _BLOCKS]
+    workers = min(len(todo), os.cpu_count() or 1)
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            _BLOCKS.update(zip(todo, pool.map(_compile_block, todo), strict=True))
+    else:
+        _BLOCKS.update((k, _compile_block(k)) for k in todo)
+    return [_BLOCKS[k] for k in keys]
+
+
+def _compile_block(key: BlockKey) -> BlockTiming:
+    shape, kind, users, tokens, cache, chip = key
     graph = {"attention": lambda: attention_block(shape, users, tokens, cache),
              "mlp": lambda: mlp_block(shape, users * tokens),
              "lm_head": lambda: lm_head_block(shape, users)}[kind]()
@@ -287,9 +311,8 @@ def predict(model: DecoderConfig, chips: int | None = None, numerics: str = "int
     layers, stages = model.n_layers, p.stages
 
     # Decode: every layer the same two blocks and two all-reduces; then the hand-offs, LM head, host.
-    attn = compile_block(s, "attention", users=batch, cache=context, chip=chip_name)
-    mlp = compile_block(s, "mlp", users=batch, chip=chip_name)
-    head = compile_block(s, "lm_head", users=batch, chip=chip_name)
+    prefill_keys = _prefill_keys(p, prompt_tokens, chip_name) if prefill else []
+    attn, mlp, head = compile_blocks(decode_keys(p, chip_name) + prefill_keys)[:3]
     reduce = allreduce_cycles(batch * s.d_model * ACTIVATION_BYTES, a.tp)
     hand = handoff_cycles(p, batch)
     cyc: dict[str, float] = {}
@@ -326,6 +349,21 @@ def _smallest_because(p: Plan) -> str:
             f"{q.bytes_per_chip / 1e6:,.1f} MB of SRAM, over its {q.sram_bytes / 1e6:,.1f} MB")
 
 
+def decode_keys(p: Plan, chip_name: str = "tsp-v1") -> list[BlockKey]:
+    """A decode step's blocks: attention over the caches at the context, the MLP, the LM head."""
+    s, b = p.shape, p.batch
+    return [(s, "attention", b, 1, p.context, chip_name), (s, "mlp", b, 1, 1, chip_name),
+            (s, "lm_head", b, 1, 1, chip_name)]
+
+
+def _prefill_keys(p: Plan, prompt: int, chip_name: str) -> list[BlockKey]:
+    """The first and last chunks' attention, a chunk's MLP, the LM head of the prompt's last token."""
+    s, chunk = p.shape, min(prompt, p.a.prefill_chunk)
+    n = -(-prompt // chunk)
+    return [(s, "attention", 1, chunk, chunk, chip_name), (s, "attention", 1, chunk, n * chunk, chip_name),
+            (s, "mlp", 1, chunk, 1, chip_name), (s, "lm_head", 1, 1, 1, chip_name)]
+
+
 def _prefill(p: Plan, prompt: int, chip: ChipSpec, chip_name: str):
     """TTFT: the prompt in chunks of `prefill_chunk` tokens, pipelined through the stages. Chunk k attends to
     the k * chunk tokens before it and its own; its attention block is interpolated linearly in that length
@@ -334,10 +372,7 @@ def _prefill(p: Plan, prompt: int, chip: ChipSpec, chip_name: str):
     s, a, hz = p.shape, p.a, chip.clock_hz
     chunk = min(prompt, a.prefill_chunk)
     n = -(-prompt // chunk)
-    first = compile_block(s, "attention", tokens=chunk, cache=chunk, chip=chip_name)
-    last = compile_block(s, "attention", tokens=chunk, cache=n * chunk, chip=chip_name) if n > 1 else first
-    mlp = compile_block(s, "mlp", tokens=chunk, chip=chip_name)
-    head = compile_block(s, "lm_head", chip=chip_name)  # the prompt's last token only
+    first, last, mlp, head = compile_blocks(_prefill_keys(p, prompt, chip_name))
     reduce = allreduce_cycles(chunk * s.d_model * ACTIVATION_BYTES, a.tp)
     hand = handoff_cycles(p, chunk)
 

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from openlpu.chip.spec import get_chip
 from openlpu.compiler.compile import compile as compile_graph
 from openlpu.compiler.graph import Graph
 from openlpu.models.zoo import ZOO, DecoderConfig, load_config
-from openlpu.perf.predict import DEFAULTS, Prediction, predict
+from openlpu.perf.predict import DEFAULTS, Prediction, compile_blocks, decode_keys, plan, predict
 from openlpu.system.netfigures import figures as network_figures
 
 
@@ -81,10 +82,13 @@ def scaling(models: list[str] | None = None, chips: tuple[int, ...] = SCALING_CH
     """Decode at batch 1 and each model's context, on the smallest system that holds it, on each of `chips`
     above that, and on a layer a node with the LM head alone (more chips add no pipeline stage). Every zoo
     decoder by default."""
-    names = models or [name for name, m in ZOO.items() if isinstance(m, DecoderConfig)]
+    decoders = [load_config(name) for name in models or
+                [name for name, m in ZOO.items() if isinstance(m, DecoderConfig)]]
+    sram = get_chip("tsp-v1").sram_bytes
+    # Every model's blocks at once, in parallel: the shard's shape does not depend on the chips.
+    compile_blocks([key for m in decoders for key in decode_keys(plan(m, DEFAULTS.tp, "int8", m.context, 1, sram))])
     sweep = {}
-    for name in names:
-        model = load_config(name)
+    for model in decoders:
         smallest = predict(model, prefill=False)
         most = (model.n_layers + 1) * DEFAULTS.tp
         sizes = sorted({n for n in (*chips, most) if smallest.plan.system_chips < n <= most})
