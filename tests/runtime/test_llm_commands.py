@@ -77,7 +77,7 @@ def test_a_stop_string_cuts_the_answer(cli, tiny):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--chips", "2"], "--chips 2: running a model over several chips is not built yet; use --chips 1"),
+    (["--chips", "4"], "has 2 layers: it splits into 1 to 2 pipeline stages, not 4"),
     (["--temperature", "3"], "temperature 3.0 is out of range"),
     (["--max-tokens", "0"], "max_tokens 0 must be a positive integer"),
     (["--model", "gpt-9"], "unknown model 'gpt-9'; use one of smollm2-135m"),
@@ -94,8 +94,8 @@ def test_a_model_bigger_than_the_chip_is_refused_before_compiling(tiny):
     small = replace(get_chip("tsp-mini"), name="tsp-micro", mem_addresses=16)
     graph = build_step_graph(tiny.config, tiny.weights, "fp16", 1, 16, small)
     assert small.sram_bytes < sum(n.value.nbytes for n in graph.nodes if n.op == "constant")
-    with pytest.raises(UserError, match=r"at fp16 has .* MiB of weights, more than one tsp-micro's .* use --numerics "
-                                        "int8"):
+    with pytest.raises(UserError, match=r"at fp16 has .* MiB of weights and the stage of layers 0..1 on one "
+                                        r"tsp-micro holds .* MiB, more than its .* MiB of SRAM: .* or --numerics int8"):
         LpuEngine(tiny, "fp16", chip=small).step(1, 16)
 
 

@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from openlpu.commands.output import add_json_flag, emit, kv_table
-from openlpu.errors import UserError
 from openlpu.models.lpu_graph import NUMERICS
 from openlpu.models.registry import DEFAULT_MODEL, MODELS, load_model
 from openlpu.runtime.lpu_engine import EXECUTORS, Generation, LpuEngine
@@ -26,6 +25,7 @@ EPILOG = f"""examples:
   openlpu generate --prompt "What is the capital of France?"
   openlpu generate --prompt "Write a haiku about SRAM" --max-tokens 40 --temperature 0.7 --seed 1
   openlpu generate --prompt "Hi" --executor exact --max-tokens 2     (every vector, cycle by cycle: slow)
+  openlpu generate --prompt "Hi" --numerics fp16 --chips 2    (fp16 needs two chips' SRAM)
   openlpu generate --prompt "Hi" --json
 
 models: {', '.join(MODELS)} or the path of a llama-architecture .gguf file.
@@ -45,7 +45,9 @@ def add_model_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
     p.add_argument("--numerics", choices=NUMERICS, default="int8",
                    help="int8: int8 weights with per-channel scales, int32 accumulate; fp16: fp16 weights, fp32 "
                         "accumulate (needs more SRAM than one chip for SmolLM2) (default %(default)s)")
-    p.add_argument("--chips", type=int, default=1, help="simulated chips (only 1 today) (default %(default)s)")
+    p.add_argument("--chips", type=int, default=1, choices=(1, 2, 4, 8),
+                   help="simulated chips of one node, a pipeline of layer ranges handing the residual stream over "
+                        "their links (fp16 SmolLM2 needs 2) (default %(default)s)")
     p.add_argument("--temperature", type=float, default=0.0,
                    help="0 is greedy; higher samples more freely, up to 2 (default %(default)s)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling cut (default %(default)s)")
@@ -79,12 +81,9 @@ def sampling_params(args) -> SamplingParams:
 
 def make_engine(args) -> LpuEngine:
     """The engine the options describe, the model loaded; every bad option is one sentence before any work."""
-    if args.chips != 1:
-        raise UserError(f"--chips {args.chips}: running a model over several chips is not built yet; use --chips 1 "
-                        "(int8 fits SmolLM2-135M on one chip).")
     sampling_params(args)
     return LpuEngine(load_model(args.model), args.numerics, executor=args.executor, cache_bucket=args.cache_bucket,
-                     prefill_tokens=args.prefill_tokens)
+                     prefill_tokens=args.prefill_tokens, chips=args.chips)
 
 
 @contextmanager
@@ -125,7 +124,8 @@ def answer(engine: LpuEngine, messages: list[dict], args, quiet: bool = False) -
 def timing_rows(gen: Generation) -> list[tuple[str, str]]:
     lpu = gen.executor != "reference"
     rows = [("tokens", f"{gen.prompt_tokens} prompt, {gen.completion_tokens} generated ({gen.finish_reason})"),
-            ("system", f"{gen.chip.name} x 1, {gen.numerics}, {gen.executor} executor")]
+            ("system", f"{gen.chip.name} x {gen.chips}{' (a pipeline)' * (gen.chips > 1)}, {gen.numerics}, "
+                       f"{gen.executor} executor")]
     if lpu:
         rows += [("LPU time to first token", f"{gen.ttft_s * 1e3:,.2f} ms ({gen.prefill_cycles:,} cycles)")]
         if gen.decode:

@@ -223,13 +223,21 @@ def _attention(b: _Builder, heads: _Heads, q: Node, k_new: Node, v_new: Node, k_
 
 
 def build_step_graph(config: DecoderConfig, weights: LlamaWeights, numerics: str = "int8", tokens: int = 1,
-                     cache_len: int = 64, chip: str | ChipSpec = "tsp-v1") -> Graph:
+                     cache_len: int = 64, chip: str | ChipSpec = "tsp-v1",
+                     layers: tuple[int, int] | None = None) -> Graph:
     """The graph of one step of `tokens` new tokens against `cache_len` cache slots. Inputs (see `step_inputs`):
     `x`, `cos_q`, `sin_q`, `cos_k`, `sin_k`, `mask`, `mask_new` (prefill only), and per layer the cache
     `k{i}` [L, kv] and `vt{i}` [kv, L]. Outputs: `logits` [P, vocab] and per layer `k_new{i}`, `v_new{i}` [P, kv].
-    Fused weights start on the chip's tile edges, and `evaluate` needs its lanes."""
+    Fused weights start on the chip's tile edges, and `evaluate` needs its lanes.
+
+    `layers` (lo, hi) builds one pipeline stage: layers lo..hi-1 of the model, with the output head only in
+    the last stage; a stage before it returns the residual stream `x_out` [P, d] (fp32) that the next stage
+    takes as its `x`. The stages' ops are the whole graph's, so together they give its bits."""
     check_numerics(numerics)
     c = config
+    lo, hi = layers or (0, c.n_layers)
+    if not 0 <= lo < hi <= c.n_layers:
+        raise UserError(f"layers {lo}..{hi} are not a range of {c.name}'s {c.n_layers} layers.")
     if c.is_moe:
         raise UserError(f"{c.name} is a mixture of experts, which the LPU graph does not build yet; use a dense "
                         "llama such as smollm2-135m.")
@@ -242,7 +250,7 @@ def build_step_graph(config: DecoderConfig, weights: LlamaWeights, numerics: str
     mask = g.input("mask", (c.n_heads * p, cache_len), "fp32")
     mask_new = g.input("mask_new", (c.n_heads * p, p), "fp32") if p > 1 else None
     heads = _Heads(b)
-    for i, lw in enumerate(weights.layers):
+    for i, lw in enumerate(weights.layers[lo:hi], start=lo):
         xin = b.normed_input(x, lw.attn_norm, f"l{i}.attn")
         q, k, v = b.project(xin, [lw.wq, lw.wk, lw.wv], f"l{i}.qkv")
         q = g.mul(g.rope(q, cos_q, sin_q), float(1 / np.sqrt(c.head_dim)))
@@ -253,8 +261,32 @@ def build_step_graph(config: DecoderConfig, weights: LlamaWeights, numerics: str
         x = g.add(x, b.project(b.prepare_input(attn), [lw.wo], f"l{i}.o")[0])
         gate, up = b.project(b.normed_input(x, lw.ffn_norm, f"l{i}.ffn"), [lw.w_gate, lw.w_up], f"l{i}.gate_up")
         x = g.add(x, b.project(b.prepare_input(g.mul(g.silu(gate), up)), [lw.w_down], f"l{i}.down")[0])
-    g.output("logits", b.project(b.normed_input(x, weights.output_norm, "out"), [weights.output], "out")[0])
+    if hi < c.n_layers:
+        g.output("x_out", x)
+    else:
+        g.output("logits", b.project(b.normed_input(x, weights.output_norm, "out"), [weights.output], "out")[0])
     return g
+
+
+def split_stages(config: DecoderConfig, stages: int) -> list[tuple[int, int]]:
+    """Contiguous layer ranges for a pipeline of `stages` chips, balanced by weights: the last stage also holds
+    the output head (tied to the embedding, as large as several layers), so it takes fewer layers."""
+    c = config
+    if not 1 <= stages <= c.n_layers:
+        raise UserError(f"{c.name} has {c.n_layers} layers: it splits into 1 to {c.n_layers} pipeline stages, "
+                        f"not {stages}.")
+    d, kv = c.d_model, c.n_kv_heads * c.head_dim
+    layer = d * (c.n_heads * c.head_dim + 2 * kv) + c.n_heads * c.head_dim * d + 3 * d * c.d_ffn
+    head = c.vocab * d
+    total = c.n_layers * layer + head
+    cuts, lo = [], 0
+    for s in range(stages - 1):
+        # end this stage where its weights come nearest to an even share of what is left
+        share = (total - lo * layer) / (stages - s)
+        hi = min(max(lo + 1, round(lo + share / layer)), c.n_layers - (stages - 1 - s))
+        cuts.append((lo, hi))
+        lo = hi
+    return [*cuts, (lo, c.n_layers)]
 
 
 def step_inputs(config: DecoderConfig, embeddings: np.ndarray, start: int, cache_len: int) -> dict[str, np.ndarray]:

@@ -25,11 +25,14 @@ from openlpu.chip.spec import ChipSpec, get_chip
 from openlpu.compiler.compile import Compiled, compile
 from openlpu.compiler.graph import Graph
 from openlpu.errors import UserError
-from openlpu.models.lpu_graph import NUMERICS, build_step_graph, check_numerics, step_inputs
+from openlpu.models.lpu_graph import NUMERICS, build_step_graph, check_numerics, split_stages, step_inputs
 from openlpu.models.registry import LoadedModel
 from openlpu.runtime.detokenize import IncrementalDetokenizer
 from openlpu.runtime.engine import FINISH_LENGTH, FINISH_STOP
 from openlpu.runtime.sampling import Sampler, SamplingParams, StopMatcher
+from openlpu.system import topology
+from openlpu.system.netexec import execute
+from openlpu.system.schedule import NetworkSchedule, Transfer, schedule
 
 EXECUTORS = ("fast", "exact", "reference")
 GREEDY = SamplingParams(temperature=0.0)
@@ -39,13 +42,24 @@ Progress = Callable[[str, int, int], None]
 
 
 @dataclass
+class Stage:
+    """One chip's part of a step: a range of layers, its graph and (unless the executor is `reference`) its
+    compiled program."""
+
+    layers: tuple[int, int]
+    graph: Graph
+    compiled: Compiled | None
+
+
+@dataclass
 class Step:
-    """One step shape: its graph and, unless the executor is `reference`, its compiled program."""
+    """One step shape on the pipeline: a stage per chip, and the scheduled hand-off of the residual stream
+    from each stage to the next over their link."""
 
     tokens: int
     cache_len: int
-    graph: Graph
-    compiled: Compiled | None
+    stages: list[Stage]
+    handoffs: list[NetworkSchedule]
     compile_s: float
 
 
@@ -53,7 +67,8 @@ class Step:
 class StepRun:
     tokens: int  # real tokens in the step
     cache_len: int
-    cycles: int  # simulated cycles (0 for the reference executor)
+    cycles: int  # simulated cycles, the stages' and the links' (0 for the reference executor)
+    link_cycles: int = 0  # of which on the links between stages
 
 
 @dataclass
@@ -65,6 +80,7 @@ class Generation:
     chip: ChipSpec
     numerics: str
     executor: str
+    chips: int = 1
     text: str = ""  # the answer: stop tokens left out, cut before a stop string
     finish_reason: str = FINISH_LENGTH
     prefill: list[StepRun] = field(default_factory=list)
@@ -106,17 +122,18 @@ class Generation:
     def summary(self) -> dict:
         return {"text": self.text, "token_ids": self.token_ids, "finish_reason": self.finish_reason,
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "numerics": self.numerics, "executor": self.executor, "chip": self.chip.name, "chips": 1,
+                "numerics": self.numerics, "executor": self.executor, "chip": self.chip.name, "chips": self.chips,
                 "prefill_cycles": self.prefill_cycles, "cycles_per_token": self.cycles_per_token,
                 "ttft_s": self.ttft_s, "tokens_per_s": self.tokens_per_s, "compile_s": self.compile_s,
                 "host_s": self.host_s}
 
 
 class LpuEngine:
-    """A loaded model on one simulated chip; `generate` runs a generation."""
+    """A loaded model on `chips` simulated chips of one node, a pipeline of layer ranges (one chip holds the
+    whole model when it fits); `generate` runs a generation."""
 
     def __init__(self, model: LoadedModel, numerics: str = "int8", chip: str | ChipSpec = "tsp-v1",
-                 executor: str = "fast", cache_bucket: int = 64, prefill_tokens: int = 1):
+                 executor: str = "fast", cache_bucket: int = 64, prefill_tokens: int = 1, chips: int = 1):
         if executor not in EXECUTORS:
             raise UserError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}.")
         if cache_bucket < 1 or prefill_tokens < 1:
@@ -124,30 +141,49 @@ class LpuEngine:
         self.model, self.numerics, self.executor = model, check_numerics(numerics), executor
         self.chip = get_chip(chip)
         self.cache_bucket, self.prefill_tokens = cache_bucket, prefill_tokens
+        self.topology = topology.node(chips)
+        self.layers = split_stages(model.config, chips)
         self._steps: dict[tuple[int, int], Step] = {}
+
+    @property
+    def chips(self) -> int:
+        return len(self.layers)
 
     def step(self, tokens: int, cache_len: int) -> Step:
         """The (compiled) step for this shape, built on first use."""
         key = (tokens, cache_len)
         if key not in self._steps:
             t0 = time.perf_counter()
-            graph = build_step_graph(self.model.config, self.model.weights, self.numerics, tokens, cache_len,
-                                     self.chip)
-            if self.executor != "reference":
-                self._check_fits(graph)
-            compiled = None if self.executor == "reference" else compile(graph, self.chip, check=False)
-            self._steps[key] = Step(tokens, cache_len, graph, compiled, time.perf_counter() - t0)
+            c, w = self.model.config, self.model.weights
+            graphs = [build_step_graph(c, w, self.numerics, tokens, cache_len, self.chip, layers)
+                      for layers in self.layers]
+            stages = []
+            for k, (layers, graph) in enumerate(zip(self.layers, graphs, strict=True)):
+                if self.executor != "reference":
+                    self._check_fits(graphs, k)
+                compiled = None if self.executor == "reference" else compile(graph, self.chip, check=False)
+                stages.append(Stage(layers, graph, compiled))
+            nbytes = tokens * c.d_model * 4  # the fp32 residual stream
+            handoffs = [schedule(self.topology, [Transfer(k, k + 1, nbytes, name=f"stage {k} -> stage {k + 1}")])
+                        for k in range(self.chips - 1)]
+            self._steps[key] = Step(tokens, cache_len, stages, handoffs, time.perf_counter() - t0)
         return self._steps[key]
 
-    def _check_fits(self, graph: Graph) -> None:
-        """The constants alone must fit the chip's SRAM: say so before a long compile finds out."""
-        weights = sum(n.value.nbytes for n in graph.nodes if n.op == "constant")
-        if weights > self.chip.sram_bytes:
-            other = [m for m in NUMERICS if m != self.numerics]
+    def _check_fits(self, graphs: list[Graph], k: int) -> None:
+        """Stage k's constants alone must fit its chip's SRAM: say so before a long compile finds out."""
+        def weights(g: Graph) -> int:
+            return sum(n.value.nbytes for n in g.nodes if n.op == "constant")
+
+        if weights(graphs[k]) > self.chip.sram_bytes:
+            lo, hi = self.layers[k]
+            total = sum(weights(g) for g in graphs)
+            need = next((n for n in (2, 4, 8) if n > self.chips and total / n < 0.9 * self.chip.sram_bytes), None)
+            fix = (f"use --chips {need} (a pipeline of {need} chips)" if need else "no node of 8 chips holds it")
+            other = [m for m in NUMERICS if m != self.numerics][0]
             raise UserError(
-                f"{self.model.name} at {self.numerics} has {weights / 2**20:,.0f} MiB of weights, more than one "
-                f"{self.chip.name}'s {self.chip.sram_bytes / 2**20:,.0f} MiB of SRAM, and splitting a model over "
-                f"several chips is not built yet: use --numerics {other[0]}.")
+                f"{self.model.name} at {self.numerics} has {total / 2**20:,.0f} MiB of weights and the stage of layers "
+                f"{lo}..{hi - 1} on one {self.chip.name} holds {weights(graphs[k]) / 2**20:,.0f} MiB, more than "
+                f"its {self.chip.sram_bytes / 2**20:,.0f} MiB of SRAM: {fix} or --numerics {other}.")
 
     def _bucket(self, n: int) -> int:
         return self.cache_bucket * max(1, -(-n // self.cache_bucket))
@@ -200,7 +236,7 @@ class LpuEngine:
             raise UserError(f"max_new_tokens is {max_new_tokens}; ask for at least 1 new token.")
         prompt = self._check(prompt_ids, max_new_tokens)
         stops = frozenset(stop_ids)
-        gen = Generation(prompt, [], self.chip, self.numerics, self.executor)
+        gen = Generation(prompt, [], self.chip, self.numerics, self.executor, self.chips)
         compiled_before = sum(s.compile_s for s in self._steps.values())
         sampler, detokenizer = Sampler(sampling), IncrementalDetokenizer(self.model.tokenizer)
         matcher = StopMatcher(sampling.stop)
@@ -258,24 +294,42 @@ class _Sequence:
 
     def run(self, ids: list[int], rows: int, log: list[StepRun]) -> np.ndarray:
         """`ids` at the current position in a step of `rows` tokens (the rest padding); stores their keys and
-        values; returns their logits [len(ids), vocab]."""
+        values; returns their logits [len(ids), vocab]. The stages run one after the other, each handing the
+        residual stream to the next over their link, its bytes moved by the network executor."""
         engine, c = self.engine, self.engine.model.config
         step = engine.step(rows, engine._bucket(self.position))
-        embeddings = np.zeros((rows, c.d_model), np.float32)
-        embeddings[:len(ids)] = engine.model.weights.token_embd[ids]
-        inputs = step_inputs(c, embeddings, self.position, step.cache_len)
-        for i in range(c.n_layers):
-            inputs[f"k{i}"] = self.k[i, :step.cache_len]
-            inputs[f"vt{i}"] = self.vt[i, :, :step.cache_len]
-        if step.compiled is None:
-            outputs, cycles = step.graph.evaluate(inputs, lanes=engine.chip.lanes), 0
-        else:
-            result = step.compiled.run(inputs, executor=engine.executor)
-            outputs, cycles = result.outputs, result.cycles
+        x = np.zeros((rows, c.d_model), np.float32)
+        x[:len(ids)] = engine.model.weights.token_embd[ids]
+        shared = step_inputs(c, x, self.position, step.cache_len)
+        cycles = link_cycles = 0
         end = self.position + len(ids)
-        for i in range(c.n_layers):
-            self.k[i, self.position:end] = outputs[f"k_new{i}"][:len(ids)]
-            self.vt[i, :, self.position:end] = outputs[f"v_new{i}"][:len(ids)].T
+        for k, stage in enumerate(step.stages):
+            inputs = {**shared, "x": x}
+            lo, hi = stage.layers
+            for i in range(lo, hi):
+                inputs[f"k{i}"] = self.k[i, :step.cache_len]
+                inputs[f"vt{i}"] = self.vt[i, :, :step.cache_len]
+            if stage.compiled is None:
+                outputs = stage.graph.evaluate(inputs, lanes=engine.chip.lanes)
+            else:
+                result = stage.compiled.run(inputs, executor=engine.executor)
+                outputs, cycles = result.outputs, cycles + result.cycles
+            for i in range(lo, hi):
+                self.k[i, self.position:end] = outputs[f"k_new{i}"][:len(ids)]
+                self.vt[i, :, self.position:end] = outputs[f"v_new{i}"][:len(ids)].T
+            if k < len(step.handoffs):
+                x = _hand_off(step.handoffs[k], outputs["x_out"])
+                if stage.compiled is not None:
+                    link_cycles += step.handoffs[k].makespan
         self.position = end
-        log.append(StepRun(len(ids), step.cache_len, cycles))
+        log.append(StepRun(len(ids), step.cache_len, cycles + link_cycles, link_cycles))
         return outputs["logits"][:len(ids)]
+
+
+def _hand_off(handoff: NetworkSchedule, x: np.ndarray) -> np.ndarray:
+    """Move the residual stream over its scheduled link, byte for byte, as the next stage receives it."""
+    moved = execute(handoff, {0: np.ascontiguousarray(x).view(np.uint8).reshape(-1)})
+    if not moved.ok:
+        raise UserError(f"the hand-off between pipeline stages lost flits on link {moved.detections[0].link}.")
+    return moved.received[0].view(np.float32).reshape(x.shape)
+

@@ -1,0 +1,77 @@
+"""A model over several chips of a node: a pipeline of layer ranges, each stage's residual stream handed to the
+next over their scheduled link, its bytes moved by the network executor. The stages together give the
+single-chip graph's bits, so the tokens are the reference's at the same numerics."""
+
+import numpy as np
+import pytest
+
+from openlpu.errors import UserError
+from openlpu.models.lpu_graph import build_step_graph, split_stages, step_inputs
+from openlpu.models.registry import load_model
+from openlpu.runtime.lpu_engine import LpuEngine
+
+LANES = 320
+
+
+def test_stages_cover_the_layers_in_order_and_balance_the_head():
+    config = load_model("smollm2-135m").config
+    for chips in (1, 2, 4, 8):
+        stages = split_stages(config, chips)
+        assert len(stages) == chips and stages[0][0] == 0 and stages[-1][1] == config.n_layers
+        assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(stages, stages[1:], strict=False))
+    # the head is tied to a 49,152 x 576 embedding, about 8 layers' weights: the last stage takes fewer layers
+    (a0, a1), (b0, b1) = split_stages(config, 2)
+    assert a1 - a0 > b1 - b0
+
+
+def test_stage_graphs_chained_give_the_whole_graph_s_bits(tiny):
+    c = tiny.config
+    rng = np.random.default_rng(0)
+    cache = 16
+    inputs = step_inputs(c, rng.standard_normal((1, c.d_model)).astype(np.float32), 3, cache)
+    kv = c.n_kv_heads * c.head_dim
+    for i in range(c.n_layers):
+        inputs[f"k{i}"] = rng.standard_normal((cache, kv)).astype(np.float16)
+        inputs[f"vt{i}"] = rng.standard_normal((kv, cache)).astype(np.float16)
+    whole = build_step_graph(c, tiny.weights, "fp16", 1, cache).evaluate(inputs, lanes=LANES)
+    first = build_step_graph(c, tiny.weights, "fp16", 1, cache, layers=(0, 1)).evaluate(inputs, lanes=LANES)
+    second = build_step_graph(c, tiny.weights, "fp16", 1, cache, layers=(1, 2)).evaluate(
+        {**inputs, "x": first["x_out"]}, lanes=LANES)
+    assert "logits" not in first and "x_out" not in second
+    assert second["logits"].tobytes() == whole["logits"].tobytes()
+    assert first["k_new0"].tobytes() == whole["k_new0"].tobytes()
+    assert second["v_new1"].tobytes() == whole["v_new1"].tobytes()
+
+
+@pytest.fixture(scope="module")
+def two_chips(tiny):
+    prompt = tiny.tokenizer.encode("Once upon a time")
+    engine = LpuEngine(tiny, "fp16", executor="fast", cache_bucket=32, prefill_tokens=8, chips=2)
+    return engine, prompt, engine.generate(prompt, 8)
+
+
+def test_two_chips_give_the_single_chip_reference_s_tokens(tiny, two_chips):
+    engine, prompt, gen = two_chips
+    reference = LpuEngine(tiny, "fp16", executor="reference", cache_bucket=32, prefill_tokens=8)
+    assert gen.token_ids == reference.generate(prompt, 8).token_ids
+    assert gen.chips == engine.chips == 2 and gen.summary()["chips"] == 2
+
+
+def test_a_step_costs_its_stages_and_its_link(two_chips):
+    engine, _, gen = two_chips
+    for run in gen.prefill + gen.decode:
+        step = engine.step(8 if run in gen.prefill else 1, run.cache_len)
+        (handoff,) = step.handoffs
+        assert run.link_cycles == handoff.makespan > 209  # at least the fastest measured link (ISCA22 Table 2)
+        transfer = handoff.transfers[0]
+        assert (transfer.src, transfer.dst, transfer.nbytes) == (0, 1, step.tokens * 64 * 4)
+        stage_cycles = run.cycles - run.link_cycles
+        assert sum(s.compiled.cycles_scheduled for s in step.stages) < stage_cycles
+        assert stage_cycles < sum(s.compiled.cycles_scheduled for s in step.stages) + 200
+
+
+def test_chip_counts_outside_a_node_or_the_layers_are_one_sentence(tiny):
+    with pytest.raises(UserError, match="a node holds 1, 2, 4 or 8 chips, not 3"):
+        LpuEngine(tiny, chips=3)
+    with pytest.raises(UserError, match="2 layers: it splits into 1 to 2 pipeline stages, not 4"):
+        LpuEngine(tiny, chips=4)
