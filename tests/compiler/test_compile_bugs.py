@@ -96,3 +96,4 @@ def test_queue_intervals_stay_exact_when_claims_overlap():
     assert q.next_free(9, 19) == 1  # [10, 20) is free
     assert q.next_free(9, 21) == 16  # past [20, 25): [25, 37)
     assert q.free(10, 20)
+

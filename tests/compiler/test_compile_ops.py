@@ -142,3 +142,22 @@ def test_conv2d_and_max_pool2d(dtype, h, w, cin, cout, k, stride, pad):
 def test_bad_convolutions_get_one_sentence(build, words):
     with pytest.raises(UserError, match=words):
         build(Graph())
+
+
+@pytest.mark.parametrize("dtype", ["int8", "fp16", "fp32", "int32"])
+def test_slices_and_concatenations_off_tile_edges(dtype):
+    # int8 once caught a concat that copied its ready part into SRAM free only when its last part was ready
+    rng = np.random.default_rng(len(dtype))
+    g = Graph()
+    x = g.input("x", (140, 70), dtype)  # two row halves, three column tiles
+    y = g.input("y", (5, 13), dtype)
+    g.output("s1", g.slice(x, cols=(5, 20)))
+    g.output("s2", g.slice(x, rows=(60, 80), cols=(30, 70)))
+    g.output("c", g.concat([y, g.slice(x, rows=(0, 5), cols=(3, 40)), y], axis=1))
+    xv, yv = _values(rng, dtype, (140, 70)), _values(rng, dtype, (5, 13))
+    if dtype == "fp32":  # bytes move, not values: NaN, inf and -0 keep their bits
+        xv[0, 5], xv[1, 6], xv[2, 7] = np.nan, -np.inf, -0.0
+    ref = _run_both(g, {"x": xv, "y": yv})
+    want = {"s1": xv[:, 5:20], "s2": xv[60:80, 30:70], "c": np.concatenate([yv, xv[:5, 3:40], yv], axis=1)}
+    for k, v in want.items():
+        assert np.array_equal(ref[k].view(np.uint8), v.view(np.uint8)), k

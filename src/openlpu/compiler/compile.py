@@ -18,7 +18,9 @@ from openlpu.chip.program import Instr, Program, Tensor
 from openlpu.chip.spec import ChipSpec, get_chip
 from openlpu.compiler.alloc import SramAllocator
 from openlpu.compiler.graph import ELEMENTWISE, Graph, Node, check_input, ones_tile
+from openlpu.compiler.internal import anywhere, release
 from openlpu.compiler.layout import Part, Placed, declare, halves, row_split, set_value, tiles, unpack
+from openlpu.compiler.lower_columns import lower_columns, on_tile_edges
 from openlpu.compiler.lower_conv import lower_conv2d, lower_max_pool2d
 from openlpu.compiler.lower_copy import lower_copy, pieces_for
 from openlpu.compiler.lower_gather import lower_gather
@@ -73,6 +75,7 @@ class Ctx:
         self.matmul_turn = 0  # which unit takes the first N tile of the next matmul
         self._constants = 0
         self._zeros: dict[int, Part] = {}
+        self.clean_bounds: dict[tuple[int, str], list[Placed]] = {}  # (cols, dtype) -> clean's [hi, lo]
         self.weight_tiles: dict[tuple, tuple] = {}  # (hemisphere, byte plane, tile bytes) -> where it is
         mem = [s for s in chip.floorplan if s.startswith("MEM")]
         self.hemisphere = {"MXM_W": [s for s in mem if s.startswith("MEM_W")],
@@ -242,9 +245,11 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
             out.ready = lower_matmul(ctx, node, a, b, out)
         elif node.op == "clean":
             placed[node] = _clean(ctx, node, placed[node.inputs[0]])
+        elif node.op in ("slice", "concat") and not on_tile_edges(node, chip.lanes):
+            placed[node] = lower_columns(ctx, node, [placed[i] for i in node.inputs])
         elif node.op in ("slice", "concat"):
             args = [placed[i] for i in node.inputs]
-            out = placed[node] = ctx.place_tensor(node, avoid=tuple(args))
+            out = placed[node] = ctx.place_tensor(node, avoid=anywhere(*args))  # rows move
             out.ready = lower_copy(ctx, node, pieces_for(node, args, chip.lanes), out)
         elif node.op == "conv2d":
             placed[node] = lower_conv2d(ctx, node, placed[node.inputs[0]], node.inputs[1].value)
@@ -266,7 +271,7 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
             raise UserError(f"op {node.op!r} ({node.name}) is not lowered to the chip yet.")
         if node in placed:
             mine = placed[node]
-            uses[id(mine)] = uses.get(id(mine), 0) + len(consumers[node])
+            uses[id(mine)] = uses.get(id(mine), 0) + len(set(consumers[node]))  # x * x reads x once
             if node in outputs:
                 kept.add(id(mine))
             _release(ctx, node, placed, uses, kept)
@@ -305,19 +310,24 @@ def _clean(ctx: Ctx, node: Node, a: Placed) -> Placed:
     real value as it is and every padding value, finite or infinite, at 0."""
     if node.cols % ctx.chip.lanes == 0:
         return a
-    bounds = []
-    for sign in (1, -1):
-        bound = Node("constant", (), (1, node.cols), node.dtype, f"{node.name}.{'hi' if sign > 0 else 'lo'}")
-        p = ctx.place_tensor(bound)
-        declare(ctx.builder.program, p)
-        set_value(ctx.builder.program, p, np.full((1, node.cols), sign * np.inf, dtype=nx.DTYPES[node.dtype]))
-        bounds.append(p)
+    key = (node.cols, node.dtype)
+    if key not in ctx.clean_bounds:  # one pair per shape, shared by every clean of it
+        bounds = []
+        for sign in (1, -1):
+            bound = Node("constant", (), (1, node.cols), node.dtype, f"{node.name}.{'hi' if sign > 0 else 'lo'}")
+            p = ctx.place_tensor(bound)
+            declare(ctx.builder.program, p)
+            set_value(ctx.builder.program, p, np.full((1, node.cols), sign * np.inf, dtype=nx.DTYPES[node.dtype]))
+            bounds.append(p)
+        ctx.clean_bounds[key] = bounds
+    bounds = ctx.clean_bounds[key]
     low = Node("min", (a.node, bounds[0].node), node.shape, node.dtype, f"{node.name}.min")
     lowered = ctx.place_tensor(low, avoid=(a,))
     lowered.ready = lower_elementwise(ctx, low, [a, bounds[0]], lowered)
     out = ctx.place_tensor(node, avoid=(lowered,))
     out.ready = lower_elementwise(ctx, Node("max", (low, bounds[1].node), node.shape, node.dtype, node.name),
                                   [lowered, bounds[1]], out)
+    release(ctx, lowered, out.ready)
     return out
 
 

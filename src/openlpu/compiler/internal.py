@@ -18,6 +18,13 @@ def view(p: Placed, tile0: int, tiles: int, lanes: int) -> Placed:
     return Placed(node, tiles, parts, p.ready)
 
 
+def anywhere(*tensors: Placed) -> tuple[Placed, ...]:
+    """The tensors as `place_tensor(avoid=...)` should see them when the output's rows are not theirs (a copy
+    that moves rows): every slice they use is avoided for every output row."""
+    return tuple(Placed(p.node, p.tiles, [Part(pt.slices, pt.bank, pt.addr, 0, 1 << 40) for pt in p.parts], p.ready)
+                 for p in tensors)
+
+
 def constant(ctx, name: str, value: np.ndarray, dtype: str) -> Placed:
     """A constant [rows, cols] stored with the program (its padding lanes as given when cols is whole tiles)."""
     node = Node("constant", (), value.shape, dtype, name)

@@ -14,7 +14,7 @@ with MAX, as row_max folds tiles.
 from __future__ import annotations
 
 from openlpu.compiler.graph import Node, conv_weights, im2col_runs
-from openlpu.compiler.internal import op, release, view
+from openlpu.compiler.internal import anywhere, op, release, view
 from openlpu.compiler.layout import Placed, declare
 from openlpu.compiler.lower_copy import Piece, lower_copy
 from openlpu.compiler.lower_matmul import lower_matmul
@@ -29,7 +29,7 @@ def im2col(ctx, node: Node, x: Placed) -> Placed:
     pieces = im2col_runs(node.attrs)
     tiles = x.tiles
     buf = Node("im2col", (x.node,), (node.rows, len(pieces) * tiles * lanes), x.node.dtype, f"{node.name}.im2col")
-    out = ctx.place_tensor(buf, avoid=(x,), not_before=-1)  # fresh SRAM, zero at load
+    out = ctx.place_tensor(buf, avoid=anywhere(x), not_before=-1)  # fresh SRAM, zero at load
     declare(ctx.builder.program, out)
     copies = [Piece(x, src, 0, dst, k * tiles, n, tiles) for k, runs in enumerate(pieces) for src, dst, n in runs]
     out.ready = lower_copy(ctx, buf, copies, out)

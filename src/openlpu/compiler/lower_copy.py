@@ -57,6 +57,8 @@ def _tile_edge(node: Node, col: int, lanes: int) -> None:
 
 def lower_copy(ctx, node: Node, pieces: list[Piece], out: Placed) -> int:
     done = 0
+    # no piece writes before every source is ready: the output may reuse SRAM that is free only from then
+    ready = max(pc.src.ready for pc in pieces)
     for pc in pieces:
         shift = pc.src_row - pc.out_row
         cuts = {pc.out_row, pc.out_row + pc.rows}
@@ -69,7 +71,7 @@ def lower_copy(ctx, node: Node, pieces: list[Piece], out: Placed) -> int:
                 _, step = place(ctx.res, ctx.builder,
                                 lambda t, r0=r0, r1=r1, j=j, pc=pc, shift=shift: _copy_pass(
                                     ctx, node, pc, out, r0 + shift, r0, r1 - r0, j, t),
-                                pc.src.ready + READ_D + reach, node.name)
+                                ready + READ_D + reach, node.name)
                 last = max(e.cycle + (e.n - 1) * e.d for e in step.emits if e.op == "WRITE")
                 done = max(done, last + WRITE_D + 1)
     return done
