@@ -2,6 +2,8 @@
 next over their scheduled link, its bytes moved by the network executor. The stages together give the
 single-chip graph's bits, so the tokens are the reference's at the same numerics."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,18 @@ def test_chip_counts_outside_a_node_or_the_layers_are_one_sentence(tiny):
         LpuEngine(tiny, chips=3)
     with pytest.raises(UserError, match="2 layers: it splits into 1 to 2 pipeline stages, not 4"):
         LpuEngine(tiny, chips=4)
+
+
+def test_the_trace_shows_each_chip_s_programs_and_each_link_s_hand_offs(cli, tiny, tmp_path):
+    trace = tmp_path / "gen.json"
+    d = json.loads(cli("generate", "--model", str(tiny.path), "--prompt", "Hi", "--numerics", "fp16", "--chips", "2",
+                       "--max-tokens", "3", "--prefill-tokens", "16", "--json", "--trace", str(trace)))
+    events = json.loads(trace.read_text())["traceEvents"]
+    names = {e["tid"]: e["args"]["name"] for e in events if e.get("name") == "thread_name"}
+    assert sorted(names.values()) == ["chip 0", "chip 1", "link 0->1"]
+    spans = [e for e in events if e["ph"] == "X"]
+    assert len(spans) == 3 * (d["completion_tokens"] - 1 + -(-d["prompt_tokens"] // 16))
+    total = d["prefill_cycles"] + d["cycles_per_token"] * (d["completion_tokens"] - 1)
+    assert sum(e["args"]["cycles"] for e in spans) == pytest.approx(total)
+    links = [e for e in spans if names[e["tid"]] == "link 0->1"]
+    assert all(e["args"]["cycles"] > 209 for e in links)

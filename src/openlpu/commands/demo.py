@@ -25,5 +25,6 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prompt", default=QUESTION, help="the user's message (default: %(default)r)")
     generate.add_model_args(p, max_tokens=24)
+    generate.add_trace_flag(p)
     add_json_flag(p)
     p.set_defaults(run=generate.run)

@@ -20,6 +20,7 @@ from openlpu.models.lpu_graph import NUMERICS
 from openlpu.models.registry import DEFAULT_MODEL, MODELS, load_model
 from openlpu.runtime.lpu_engine import EXECUTORS, Generation, LpuEngine
 from openlpu.runtime.sampling import SamplingParams
+from openlpu.viz.trace import generation_trace, write_trace
 
 EPILOG = f"""examples:
   openlpu generate --prompt "What is the capital of France?"
@@ -63,6 +64,11 @@ def add_model_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
                         "steps of several tokens do not fit one chip yet) (default %(default)s)")
 
 
+def add_trace_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trace", metavar="FILE", help="write a Perfetto timeline (ui.perfetto.dev) of the generation: a "
+                                                    "track per chip and per link between pipeline stages")
+
+
 def register(sub) -> None:
     p = sub.add_parser("generate", help="answer a prompt with a real model on the simulated LPU",
                        description="Wrap the prompt in the model's chat template, run the compiled prefill and decode "
@@ -70,6 +76,7 @@ def register(sub) -> None:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prompt", required=True, help="the user's message")
     add_model_args(p, max_tokens=32)
+    add_trace_flag(p)
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -140,6 +147,8 @@ def timing_rows(gen: Generation) -> list[tuple[str, str]]:
 def run(args) -> int:
     engine = make_engine(args)
     gen = answer(engine, [{"role": "user", "content": args.prompt}], args, quiet=args.json)
+    if args.trace:
+        write_trace(args.trace, generation_trace(gen))
 
     def render(console, d):
         console.print(d["text"].strip() or "(empty answer)", markup=False, highlight=False)

@@ -69,6 +69,7 @@ class StepRun:
     cache_len: int
     cycles: int  # simulated cycles, the stages' and the links' (0 for the reference executor)
     link_cycles: int = 0  # of which on the links between stages
+    spans: tuple[tuple[str, int], ...] = ()  # (chip k or link k->k+1, cycles) in the order they ran
 
 
 @dataclass
@@ -302,6 +303,7 @@ class _Sequence:
         x[:len(ids)] = engine.model.weights.token_embd[ids]
         shared = step_inputs(c, x, self.position, step.cache_len)
         cycles = link_cycles = 0
+        spans = []
         end = self.position + len(ids)
         for k, stage in enumerate(step.stages):
             inputs = {**shared, "x": x}
@@ -314,6 +316,7 @@ class _Sequence:
             else:
                 result = stage.compiled.run(inputs, executor=engine.executor)
                 outputs, cycles = result.outputs, cycles + result.cycles
+                spans.append((f"chip {k}", result.cycles))
             for i in range(lo, hi):
                 self.k[i, self.position:end] = outputs[f"k_new{i}"][:len(ids)]
                 self.vt[i, :, self.position:end] = outputs[f"v_new{i}"][:len(ids)].T
@@ -321,8 +324,9 @@ class _Sequence:
                 x = _hand_off(step.handoffs[k], outputs["x_out"])
                 if stage.compiled is not None:
                     link_cycles += step.handoffs[k].makespan
+                    spans.append((f"link {k}->{k + 1}", step.handoffs[k].makespan))
         self.position = end
-        log.append(StepRun(len(ids), step.cache_len, cycles + link_cycles, link_cycles))
+        log.append(StepRun(len(ids), step.cache_len, cycles + link_cycles, link_cycles, tuple(spans)))
         return outputs["logits"][:len(ids)]
 
 

@@ -37,6 +37,27 @@ def chrome_trace(result: RunResult, pid: int = 0, process_name: str | None = Non
     return events
 
 
+def generation_trace(gen) -> list[dict]:
+    """A generation on the simulated system (openlpu.runtime.lpu_engine.Generation): a track per chip with
+    each step's program, and a track per link with each hand-off between pipeline stages."""
+    us = 1e6 / gen.chip.clock_hz
+    steps = [("prompt step", s) for s in gen.prefill] + [("decode step", s) for s in gen.decode]
+    tracks = list(dict.fromkeys(name for _, s in steps for name, _ in s.spans))
+    tid = {name: i for i, name in enumerate(tracks)}
+    events: list[dict] = [{"ph": "M", "pid": 0, "name": "process_name",
+                           "args": {"name": f"{gen.chips} x {gen.chip.name}, {gen.numerics}"}}]
+    events += [{"ph": "M", "pid": 0, "tid": t, "name": "thread_name", "args": {"name": name}}
+               for name, t in tid.items()]
+    t = 0
+    for k, (kind, step) in enumerate(steps):
+        for name, cycles in step.spans:
+            events.append({"ph": "X", "pid": 0, "tid": tid[name], "name": f"{kind} {k}", "cat": name.split()[0],
+                           "ts": t * us, "dur": cycles * us,
+                           "args": {"tokens": step.tokens, "cache_slots": step.cache_len, "cycles": cycles}})
+            t += cycles
+    return events
+
+
 def write_trace(path: str | Path, events: list[dict]) -> None:
     try:
         Path(path).write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ns"}))
