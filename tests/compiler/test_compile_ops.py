@@ -161,3 +161,32 @@ def test_slices_and_concatenations_off_tile_edges(dtype):
     want = {"s1": xv[:, 5:20], "s2": xv[60:80, 30:70], "c": np.concatenate([yv, xv[:5, 3:40], yv], axis=1)}
     for k, v in want.items():
         assert np.array_equal(ref[k].view(np.uint8), v.view(np.uint8)), k
+
+
+@pytest.mark.parametrize("dtype, shape, new", [
+    ("int8", (4, 6), (3, 8)), ("fp16", (2, 64), (4, 32)), ("fp32", (6, 10), (2, 30)), ("int32", (3, 40), (5, 24)),
+    ("fp16", (1, 96), (3, 32)), ("int16", (4, 8), (4, 8))])
+def test_reshape_is_numpys(dtype, shape, new):
+    rng = np.random.default_rng(sum(shape) + sum(new))
+    g = Graph()
+    g.output("y", g.reshape(g.input("x", shape, dtype), new))
+    x = _values(rng, dtype, shape)
+    assert np.array_equal(_run_both(g, {"x": x})["y"], x.reshape(new))
+
+
+def test_take_rows_repeats_and_reorders_rows():
+    g = Graph()
+    x = g.input("x", (140, 40), "fp16")  # rows in two halves
+    rows = [139, 0, 1, 2, 70, 69, 5, 5]
+    g.output("y", g.take_rows(x, rows))
+    xv = _values(np.random.default_rng(1), "fp16", (140, 40))
+    assert np.array_equal(_run_both(g, {"x": xv})["y"], xv[rows])
+
+
+@pytest.mark.parametrize("build, words", [
+    (lambda g: g.reshape(g.input("x", (4, 6), "int8"), (5, 5)), r"cannot reshape x\[4, 6\] \(24 values\)"),
+    (lambda g: g.take_rows(g.input("x", (4, 6), "int8"), [0, 4]), "row numbers in 0..3"),
+])
+def test_bad_reshapes_get_one_sentence(build, words):
+    with pytest.raises(UserError, match=words):
+        build(Graph())

@@ -22,7 +22,7 @@ from openlpu.compiler.internal import anywhere, release
 from openlpu.compiler.layout import Part, Placed, declare, halves, row_split, set_value, tiles, unpack
 from openlpu.compiler.lower_columns import lower_columns, on_tile_edges
 from openlpu.compiler.lower_conv import lower_conv2d, lower_max_pool2d
-from openlpu.compiler.lower_copy import lower_copy, pieces_for
+from openlpu.compiler.lower_copy import lower_copy, pieces_for, row_pieces
 from openlpu.compiler.lower_gather import lower_gather
 from openlpu.compiler.lower_matmul import lower_matmul
 from openlpu.compiler.lower_reduce import lower_row_max
@@ -259,6 +259,10 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
             placed[node] = lower_row_max(ctx, node, placed[node.inputs[0]])
         elif node.op == "gather":
             placed[node] = lower_gather(ctx, node, placed[node.inputs[0]], placed[node.inputs[1]])
+        elif node.op == "take_rows":
+            a = placed[node.inputs[0]]
+            out = placed[node] = ctx.place_tensor(node, avoid=anywhere(a))
+            out.ready = lower_copy(ctx, node, row_pieces(a, node.attrs["rows"]), out)
         elif node.op == "swap_pairs":
             a = placed[node.inputs[0]]
             out = placed[node] = ctx.place_tensor(node, avoid=(a,))

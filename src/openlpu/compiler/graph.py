@@ -13,6 +13,7 @@ their reference is the composition.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -345,6 +346,36 @@ class Graph:
         shape[axis] = sum(p.shape[axis] for p in parts)
         return self._add("concat", tuple(parts), tuple(shape), parts[0].dtype, name, axis=axis)
 
+    def take_rows(self, a: Node, rows, name=None) -> Node:
+        """a[rows] for a fixed list of row numbers (repeats allowed): copies of runs of consecutive rows."""
+        rows = tuple(int(r) for r in rows)
+        if not rows or min(rows) < 0 or max(rows) >= a.rows:
+            raise UserError(f"take_rows needs row numbers in 0..{a.rows - 1} for {a.name}{list(a.shape)}; got "
+                            f"{len(rows)} of them{f' from {min(rows)} to {max(rows)}' if rows else ''}.")
+        return self._add("take_rows", (a,), (len(rows), a.cols), a.dtype, name, rows=rows)
+
+    def reshape(self, a: Node, shape, name=None) -> Node:
+        """numpy's row-major reshape to [rows, cols]. Composed: cut the columns to their gcd g with the new
+        columns (slices, stacked as rows and put back in order), then join every cols/g rows (concat)."""
+        r2, c2 = _shape2(shape)
+        rows, cols = a.shape
+        if r2 * c2 != rows * cols:
+            raise UserError(f"cannot reshape {a.name}{list(a.shape)} ({rows * cols:,} values) to [{r2}, {c2}] "
+                            f"({r2 * c2:,} values).")
+        if c2 == cols:
+            return self.mov(a, name=name)
+        g = math.gcd(cols, c2)
+        x = a
+        if cols != g:
+            k = cols // g
+            stacked = self.concat([self.slice(x, cols=(m * g, (m + 1) * g)) for m in range(k)], axis=0)
+            x = self.take_rows(stacked, [m * rows + r for r in range(rows) for m in range(k)],
+                               name=name if c2 == g else None)
+        if c2 != g:
+            k = c2 // g
+            x = self.concat([self.take_rows(x, range(m, x.rows, k)) for m in range(k)], axis=1, name=name)
+        return x
+
     # ---- lane moves (the SXM) ----
     def swap_pairs(self, a: Node, name=None) -> Node:
         """Exchange columns 2i and 2i+1 (an even number of columns)."""
@@ -412,6 +443,8 @@ class Graph:
             return args[0]
         if n.op == "slice":
             return args[0][n.attrs["row0"]:n.attrs["row0"] + n.rows, n.attrs["col0"]:n.attrs["col0"] + n.cols]
+        if n.op == "take_rows":
+            return args[0][list(n.attrs["rows"])]
         if n.op == "concat":
             return np.concatenate(args, axis=n.attrs["axis"])
         if n.op == "conv2d":

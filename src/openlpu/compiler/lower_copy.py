@@ -49,6 +49,16 @@ def pieces_for(node: Node, args: list[Placed], lanes: int) -> list[Piece]:
     return out
 
 
+def row_pieces(a: Placed, rows: tuple[int, ...]) -> list[Piece]:
+    """take_rows: one piece per run of consecutive source rows."""
+    out, start = [], 0
+    for i in range(1, len(rows) + 1):
+        if i == len(rows) or rows[i] != rows[i - 1] + 1:
+            out.append(Piece(a, rows[start], 0, start, 0, i - start, a.tiles))
+            start = i
+    return out
+
+
 def _tile_edge(node: Node, col: int, lanes: int) -> None:
     if col % lanes:
         raise UserError(f"{node.op} {node.name}: column {col} is not on a tile edge; on this chip columns move in "
