@@ -173,6 +173,9 @@ def test_mixtral_fits_a_layer_a_node_at_int8():
     m = ZOO["mixtral-8x7b-32768"]
     best = smallest_fit(m, "int8", m.context, 1, SRAM)
     assert best.system_chips == 256 and best.stage_layers == (1,) * 32
+    with pytest.raises(UserError) as err:  # four users' 32k caches do not fit beside a layer's experts
+        predict(m, batch=4)
+    assert "(1 layer a node)" in str(err.value) and str(err.value).endswith("use a shorter context or a smaller batch.")
 
 
 @pytest.fixture(scope="module")

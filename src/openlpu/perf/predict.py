@@ -135,12 +135,15 @@ def smallest_fit(model, numerics, context, batch, sram_bytes, a=DEFAULTS, expert
 
 def capacity_error(p: Plan, numerics: str) -> UserError:
     best = smallest_fit(p.model, numerics, p.context, p.batch, p.sram_bytes, p.a, p.shape.expert_parallel)
+    smaller = "int8, a shorter context or a smaller batch" if numerics == "fp16" else \
+        "a shorter context or a smaller batch"
     need = (f"it fits {best.system_chips} chips (--chips {best.system_chips})" if best else
-            "it does not fit even one layer per node: use int8, a shorter context or a smaller batch")
+            f"it does not fit even one layer per node: use {smaller}")
+    layers = max(p.stage_layers)
     return UserError(
         f"{p.model.name} at {numerics} with context {p.context} and batch {p.batch} needs "
         f"{p.bytes_per_chip / 1e6:,.1f} MB of SRAM per chip on {p.system_chips} chips "
-        f"({max(p.stage_layers)} layers a node), over the {p.sram_bytes / 1e6:,.1f} MB of a chip: {need}.")
+        f"({layers} layer{'s' * (layers > 1)} a node), over the {p.sram_bytes / 1e6:,.1f} MB of a chip: {need}.")
 
 
 # ---- compiled blocks ----
