@@ -9,8 +9,8 @@ depend on them.
 
 The stem's 7x7 stride-2 convolution over 3 channels takes its im2col patches [112*112, 147] from the host
 (im2col of 3 channels in whole column tiles would need 49 tiles a pixel), in 4 row chunks that fit the MXM's
-accumulators. The stem's 3x3 stride-2 max-pool copies single pixels (28K of them, slow to schedule): it is
-compiled on a band of 8 of its 56 output rows (15 input rows, zero padded like the rest) and counted 7 times.
+accumulators, with its pixels in an order (parity_rows) that makes the stem's 3x3 stride-2 max-pool a max of
+row runs instead of 28K single-pixel im2col copies.
 """
 
 from __future__ import annotations
@@ -97,6 +97,33 @@ def _weights(rng, *shape) -> np.ndarray:
     return rng.integers(-3, 4, shape).astype(np.int8)
 
 
+def parity_rows(hw: int) -> np.ndarray:
+    """The stem's pixel order: per image row, the even columns then the odd ones (the host orders the
+    patches so), which makes every window of a 3x3 stride-2 pool a run of consecutive rows."""
+    cols = np.concatenate([np.arange(0, hw, 2), np.arange(1, hw, 2)])
+    return (np.arange(hw)[:, None] * hw + cols[None, :]).ravel()
+
+
+def parity_max_pool(g: Graph, x: Node, hw: int) -> Node:
+    """3x3 stride-2 max-pool (padding 1) of an hw x hw image whose rows are in parity_rows order: the max
+    over image rows 2i-1, 2i, 2i+1 (whole rows: runs of hw), then over columns 2j-1, 2j, 2j+1 (the odd
+    half shifted by one, the even half). A window position off the image repeats one inside it, which leaves
+    the max unchanged (Keras pads with zeros instead: the same unless a whole window is negative)."""
+    half = hw // 2
+
+    def image_rows(offset):
+        return [min(max(2 * i + offset, 0), hw - 1) * hw + k for i in range(half) for k in range(hw)]
+
+    rows = g.maximum(g.maximum(g.take_rows(x, image_rows(-1)), g.take_rows(x, image_rows(0))),
+                     g.take_rows(x, image_rows(1)))  # [half * hw, C], each row still in parity order
+
+    def columns(parity, shift):
+        return [i * hw + parity * half + max(j + shift, 0) for i in range(half) for j in range(half)]
+
+    even, odd, odd_before = (g.take_rows(rows, columns(p, s)) for p, s in ((0, 0), (1, 0), (1, -1)))
+    return g.maximum(g.maximum(odd_before, even), odd)
+
+
 def unit_graph(unit: Unit, rng) -> Graph:
     g = Graph()
     hw, c, w, s = unit.hw, unit.channels, unit.width, unit.stride
@@ -107,9 +134,7 @@ def unit_graph(unit: Unit, rng) -> Graph:
         return g
     x = g.input("x", (hw * hw, c), "int8")
     if unit.kind == "pool":
-        g = Graph()
-        band = g.input("x", (POOL_BAND_ROWS * hw, c), "int8")
-        g.output("y", g.max_pool2d(band, (POOL_BAND_ROWS, hw), 3, 2, 1))
+        g.output("y", parity_max_pool(g, x, hw))
         return g
     if unit.kind == "head":  # post-activation, global average pool (a ones row on the MXM), fc, softmax
         a = _requant(g, g.cast(x, "int32"), rng)
@@ -143,8 +168,7 @@ def _covered(spans: list[tuple[int, int]]) -> int:
     return total
 
 
-POOL_BAND_ROWS = 15  # input image rows of one band of the stem's max-pool: 8 output rows
-CHUNKS = {"stem": 4, "pool": 7}  # the stem conv's row chunks; the stem pool's bands
+CHUNKS = {"stem": 4}  # the stem conv's row chunks
 
 
 def resnet50_timing(chip: str = "tsp-v1", progress=None) -> Timing:
