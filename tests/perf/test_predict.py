@@ -165,6 +165,10 @@ def test_the_default_expert_parallelism_runs_the_fewest_expert_columns():
     assert default_expert_parallel(m, 8, 1) == 1  # 2 slots of 1,792 columns beat one expert of 14,336
     assert default_expert_parallel(m, 8, 4) == 8  # 8 tokens pick every expert: a tie, one expert a chip
     assert default_expert_parallel(ZOO["llama2-70b-4096"], 8, 1) == 1
+    odd = dataclasses.replace(m, d_ffn=14338)  # splits 2 ways, not 4: only 4 or 8 expert groups can hold it
+    with pytest.raises(UserError, match="do not split"):
+        ShardShape.of(odd, 8, "int8", 1)
+    assert default_expert_parallel(odd, 8, 1) == 8  # 2 slots of 7,169 columns tie 1 of 14,338
     with pytest.raises(UserError, match="use one of 1, 2, 4, 8"):
         ShardShape.of(m, 8, "int8", 3)
 

@@ -202,7 +202,8 @@ def expert_parallel_choices(model: DecoderConfig, tp: int) -> list[int]:
 def default_expert_parallel(model: DecoderConfig, tp: int, rows: int) -> int:
     """The degree whose chips run the fewest expert columns in a step of `rows` tokens (the worst case of
     routing); on a tie, the most expert-parallel one (fewer, wider matmuls)."""
-    shapes = [ShardShape.of(model, tp, "int8", ep) for ep in expert_parallel_choices(model, tp)]
+    splits = [ep for ep in expert_parallel_choices(model, tp) if model.d_ffn % (tp // ep) == 0]
+    shapes = [ShardShape.of(model, tp, "int8", ep) for ep in splits or [1]]  # none: `of` says why
     best = min(shapes, key=lambda s: (s.slots(rows) * s.ffn, -s.expert_parallel))
     return best.expert_parallel
 
