@@ -46,9 +46,12 @@ def add_model_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
     p.add_argument("--numerics", choices=NUMERICS, default="int8",
                    help="int8: int8 weights with per-channel scales, int32 accumulate; fp16: fp16 weights, fp32 "
                         "accumulate (needs more SRAM than one chip for SmolLM2) (default %(default)s)")
-    p.add_argument("--chips", type=int, default=1, choices=(1, 2, 4, 8),
+    p.add_argument("--chips", type=int, default=1,
                    help="simulated chips of one node, a pipeline of layer ranges handing the residual stream over "
                         "their links (fp16 SmolLM2 needs 2) (default %(default)s)")
+    p.add_argument("--fail-link", action="append", default=[], metavar="A-B",
+                   help="break the link between chips A and B of the node (or link id N): the runtime detects the "
+                        "lost flits, re-plans the hand-offs around it and replays (repeat for more)")
     p.add_argument("--temperature", type=float, default=0.0,
                    help="0 is greedy; higher samples more freely, up to 2 (default %(default)s)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling cut (default %(default)s)")
@@ -90,7 +93,7 @@ def make_engine(args) -> LpuEngine:
     """The engine the options describe, the model loaded; every bad option is one sentence before any work."""
     sampling_params(args)
     return LpuEngine(load_model(args.model), args.numerics, executor=args.executor, cache_bucket=args.cache_bucket,
-                     prefill_tokens=args.prefill_tokens, chips=args.chips)
+                     prefill_tokens=args.prefill_tokens, chips=args.chips, failed_links=args.fail_link)
 
 
 @contextmanager
@@ -140,6 +143,7 @@ def timing_rows(gen: Generation) -> list[tuple[str, str]]:
                                     f"at {gen.chip.clock_hz / 1e6:,.0f} MHz)")]
     else:
         rows += [("LPU time", "none: the reference executor runs no program")]
+    rows += [("link failure", replan) for replan in gen.replans]
     rows += [("host", f"{gen.host_s:,.1f} s ({gen.compile_s:,.1f} s compiling)")]
     return rows
 

@@ -31,8 +31,10 @@ from openlpu.runtime.detokenize import IncrementalDetokenizer
 from openlpu.runtime.engine import FINISH_LENGTH, FINISH_STOP
 from openlpu.runtime.sampling import Sampler, SamplingParams, StopMatcher
 from openlpu.system import topology
-from openlpu.system.netexec import execute
+from openlpu.system.faults import parse_link, probe_links
+from openlpu.system.netexec import MissingArrival, execute
 from openlpu.system.schedule import NetworkSchedule, Transfer, schedule
+from openlpu.system.spec import GROQ_V1
 
 EXECUTORS = ("fast", "exact", "reference")
 GREEDY = SamplingParams(temperature=0.0)
@@ -82,6 +84,7 @@ class Generation:
     numerics: str
     executor: str
     chips: int = 1
+    replans: list[str] = field(default_factory=list)  # link failures detected, each followed by a re-plan
     text: str = ""  # the answer: stop tokens left out, cut before a stop string
     finish_reason: str = FINISH_LENGTH
     prefill: list[StepRun] = field(default_factory=list)
@@ -126,7 +129,7 @@ class Generation:
                 "numerics": self.numerics, "executor": self.executor, "chip": self.chip.name, "chips": self.chips,
                 "prefill_cycles": self.prefill_cycles, "cycles_per_token": self.cycles_per_token,
                 "ttft_s": self.ttft_s, "tokens_per_s": self.tokens_per_s, "compile_s": self.compile_s,
-                "host_s": self.host_s}
+                "host_s": self.host_s, "replans": self.replans}
 
 
 class LpuEngine:
@@ -134,7 +137,8 @@ class LpuEngine:
     whole model when it fits); `generate` runs a generation."""
 
     def __init__(self, model: LoadedModel, numerics: str = "int8", chip: str | ChipSpec = "tsp-v1",
-                 executor: str = "fast", cache_bucket: int = 64, prefill_tokens: int = 1, chips: int = 1):
+                 executor: str = "fast", cache_bucket: int = 64, prefill_tokens: int = 1, chips: int = 1,
+                 failed_links: Iterable[str | int] = ()):
         if executor not in EXECUTORS:
             raise UserError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}.")
         if cache_bucket < 1 or prefill_tokens < 1:
@@ -142,8 +146,16 @@ class LpuEngine:
         self.model, self.numerics, self.executor = model, check_numerics(numerics), executor
         self.chip = get_chip(chip)
         self.cache_bucket, self.prefill_tokens = cache_bucket, prefill_tokens
-        self.topology = topology.node(chips)
+        # the stages sit on chips 0..chips-1 of a full node, whose other chips give hand-offs their detours
+        self.topology = topology.node(GROQ_V1.chips_per_node)
+        if not 1 <= chips <= self.topology.chips:
+            raise UserError(f"{chips} chips: a pipeline runs on the {self.topology.chips} chips of one node; use 1 to "
+                            f"{self.topology.chips}.")
         self.layers = split_stages(model.config, chips)
+        # links broken in the simulated hardware; the planner learns of them only when a hand-off loses flits
+        self.failed_links = tuple(parse_link(self.topology, name) for name in failed_links)
+        self.known_failed: tuple[int, ...] = ()
+        self.replans: list[MissingArrival] = []  # the detection behind each re-plan
         self._steps: dict[tuple[int, int], Step] = {}
 
     @property
@@ -164,11 +176,30 @@ class LpuEngine:
                     self._check_fits(graphs, k)
                 compiled = None if self.executor == "reference" else compile(graph, self.chip, check=False)
                 stages.append(Stage(layers, graph, compiled))
-            nbytes = tokens * c.d_model * 4  # the fp32 residual stream
-            handoffs = [schedule(self.topology, [Transfer(k, k + 1, nbytes, name=f"stage {k} -> stage {k + 1}")])
-                        for k in range(self.chips - 1)]
-            self._steps[key] = Step(tokens, cache_len, stages, handoffs, time.perf_counter() - t0)
+            self._steps[key] = Step(tokens, cache_len, stages, self._plan_handoffs(tokens), time.perf_counter() - t0)
         return self._steps[key]
+
+    def _plan_handoffs(self, tokens: int) -> list[NetworkSchedule]:
+        nbytes = tokens * self.model.config.d_model * 4  # the fp32 residual stream
+        return [schedule(self.topology, [Transfer(k, k + 1, nbytes, name=f"stage {k} -> stage {k + 1}")],
+                         failed_links=self.known_failed) for k in range(self.chips - 1)]
+
+    def hand_off(self, step: Step, k: int, x: np.ndarray) -> tuple[np.ndarray, int]:
+        """Move the residual stream from stage k to k + 1 over its scheduled route, byte for byte. A dead link
+        loses flits, which the receiving chip notices in the slot they were due: then every link is probed,
+        every hand-off re-planned around the dead ones, and this one replayed (ISCA22: no link retry; a fatal
+        error replays in software). Returns what the next stage receives and the cycles the hand-off took, the
+        lost attempt's included."""
+        plan = step.handoffs[k]
+        moved = execute(plan, {0: np.ascontiguousarray(x).view(np.uint8).reshape(-1)}, self.failed_links)
+        if not moved.ok:
+            self.replans.append(moved.detections[0])
+            self.known_failed = tuple(sorted({d.link for d in probe_links(self.topology, self.failed_links)}))
+            for other in self._steps.values():
+                other.handoffs = self._plan_handoffs(other.tokens)
+            x, cycles = self.hand_off(step, k, x)
+            return x, plan.makespan + cycles
+        return moved.received[0].view(np.float32).reshape(x.shape), plan.makespan
 
     def _check_fits(self, graphs: list[Graph], k: int) -> None:
         """Stage k's constants alone must fit its chip's SRAM: say so before a long compile finds out."""
@@ -239,6 +270,7 @@ class LpuEngine:
         stops = frozenset(stop_ids)
         gen = Generation(prompt, [], self.chip, self.numerics, self.executor, self.chips)
         compiled_before = sum(s.compile_s for s in self._steps.values())
+        replans_before = len(self.replans)
         sampler, detokenizer = Sampler(sampling), IncrementalDetokenizer(self.model.tokenizer)
         matcher = StopMatcher(sampling.stop)
         seq = _Sequence(self, self._bucket(len(prompt) + max_new_tokens))
@@ -263,6 +295,8 @@ class LpuEngine:
         if not cut:  # let out what the detokenizer and the stop matcher still hold
             tail, cut = matcher.feed(detokenizer.flush())
             gen.text += tail if cut else tail + matcher.flush()
+        gen.replans = [f"link {d.link}: chip {d.chip} missed a flit due in cycle {d.cycle}; re-planned around links "
+                       f"{', '.join(map(str, self.known_failed))}" for d in self.replans[replans_before:]]
         gen.compile_s = sum(s.compile_s for s in self._steps.values()) - compiled_before
         gen.host_s = time.perf_counter() - t_start
         return gen
@@ -321,19 +355,11 @@ class _Sequence:
                 self.k[i, self.position:end] = outputs[f"k_new{i}"][:len(ids)]
                 self.vt[i, :, self.position:end] = outputs[f"v_new{i}"][:len(ids)].T
             if k < len(step.handoffs):
-                x = _hand_off(step.handoffs[k], outputs["x_out"])
+                x, moved = engine.hand_off(step, k, outputs["x_out"])
                 if stage.compiled is not None:
-                    link_cycles += step.handoffs[k].makespan
-                    spans.append((f"link {k}->{k + 1}", step.handoffs[k].makespan))
+                    link_cycles += moved
+                    spans.append((f"link {k}->{k + 1}", moved))
         self.position = end
         log.append(StepRun(len(ids), step.cache_len, cycles + link_cycles, link_cycles, tuple(spans)))
         return outputs["logits"][:len(ids)]
-
-
-def _hand_off(handoff: NetworkSchedule, x: np.ndarray) -> np.ndarray:
-    """Move the residual stream over its scheduled link, byte for byte, as the next stage receives it."""
-    moved = execute(handoff, {0: np.ascontiguousarray(x).view(np.uint8).reshape(-1)})
-    if not moved.ok:
-        raise UserError(f"the hand-off between pipeline stages lost flits on link {moved.detections[0].link}.")
-    return moved.received[0].view(np.float32).reshape(x.shape)
 
