@@ -90,6 +90,7 @@ def test_both_prefixes_serve_the_models_and_health(url, engine):
     health = httpx.get(url + "/health").json()
     assert health["status"] == "ok" and health["model"] == engine.model_id and health["slots"] == 2
     assert health["lpu_timing"] == "compiled" and health["compiled_steps"]["64"] == engine.timing.step(64).cycles
+    assert health["engine_cpu_s"] > 0  # the scheduler thread's CPU inside the engine: what is not overhead
 
 
 def test_a_seed_repeats_a_sampled_answer(url, engine):

@@ -138,6 +138,7 @@ class Scheduler:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.completed = 0
+        self.engine_cpu_s = 0.0  # CPU seconds the engine spent computing tokens (what is not the server's cost)
 
     def wall_of(self, sim_time: float) -> float:
         return self.origin + sim_time
@@ -167,10 +168,10 @@ class Scheduler:
             self._lock.notify()
         return ticket
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | float]:
         with self._lock:
             return {"running": len(self._running), "waiting": len(self._waiting),
-                    "slots": self.engine.concurrency, "completed": self.completed}
+                    "slots": self.engine.concurrency, "completed": self.completed, "engine_cpu_s": self.engine_cpu_s}
 
     def _withdraw(self, ticket: Ticket) -> None:
         """A cancelled request leaves the queue at once; a running one at its next step."""
@@ -208,6 +209,7 @@ class Scheduler:
         if ticket._cancelled:
             self._release(ticket)
             return
+        cpu = time.thread_time()
         try:
             if ticket._generator is None:
                 ticket._generator = self.engine.generate(ticket._slot, ticket.prompt, ticket.params)
@@ -220,6 +222,8 @@ class Scheduler:
             ticket._post(_Failed(f"the engine failed: {type(err).__name__}: {err}", user_error=False))
             self._release(ticket)
             return
+        finally:
+            self.engine_cpu_s += time.thread_time() - cpu
         ticket._sim_clock += event.lpu_s
         ticket._post(TimedToken(event, ticket._sim_clock - ticket.arrival_sim, self.clock() - ticket.arrival_wall))
         if event.finish_reason:
