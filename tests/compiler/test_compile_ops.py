@@ -190,3 +190,19 @@ def test_take_rows_repeats_and_reorders_rows():
 def test_bad_reshapes_get_one_sentence(build, words):
     with pytest.raises(UserError, match=words):
         build(Graph())
+
+
+@pytest.mark.parametrize("rows", [3, 140])
+def test_an_elementwise_chain_runs_as_one_pass_through_alu_latches(rows):
+    # requantisation: int32 -> fp32, times a per-column scale, plus a bias, ReLU, -> int8, all in one pass
+    rng = np.random.default_rng(rows)
+    g = Graph()
+    x = g.input("x", (rows, 70), "int32")
+    scale = g.constant("scale", rng.uniform(0.01, 0.1, (1, 70)).astype(np.float32))
+    bias = g.constant("bias", rng.uniform(-3, 3, (1, 70)).astype(np.float32))
+    g.output("y", g.cast(g.relu(g.add(g.mul(g.cast(x, "fp32"), scale), bias)), "int8"))
+    compiled = compile(g, "tsp-mini")
+    assert len({(s.start, s.end) for s in compiled.ops if s.op not in ("input", "constant")}) == 1
+    xv = rng.integers(-3000, 3000, (rows, 70)).astype(np.int32)
+    want = np.clip(np.rint(np.maximum(xv * scale.value + bias.value, 0)), -128, 127).astype(np.int8)
+    assert np.array_equal(_run_both(g, {"x": xv})["y"], want)

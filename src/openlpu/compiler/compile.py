@@ -23,6 +23,7 @@ from openlpu.compiler.layout import Part, Placed, declare, halves, row_split, se
 from openlpu.compiler.lower_columns import lower_columns, on_tile_edges
 from openlpu.compiler.lower_conv import lower_conv2d, lower_max_pool2d
 from openlpu.compiler.lower_copy import lower_copy, pieces_for, row_pieces
+from openlpu.compiler.lower_fused import alus_needed, chain_operands, fusable, lower_chain
 from openlpu.compiler.lower_gather import lower_gather
 from openlpu.compiler.lower_matmul import lower_matmul
 from openlpu.compiler.lower_reduce import lower_row_max
@@ -211,7 +212,11 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
     consumers = graph.consumers()
     uses: dict[int, int] = {}  # id(Placed) -> consumers not yet lowered
     kept = set()  # id(Placed) of outputs: their SRAM is never handed back
+    chains = _chains(graph, consumers, outputs, chip.vxm_alus_per_lane)
+    fused = {m for chain in chains.values() for m in chain[:-1]}  # lowered with their chain's last op
     for node in graph.nodes:
+        if node in fused:
+            continue
         before = {q: len(instrs) for q, instrs in program.queues.items()}
         table = any(u.op == "gather" and u.inputs[0] is node for u in consumers[node])
         if node.op == "input":
@@ -267,6 +272,14 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
             a = placed[node.inputs[0]]
             out = placed[node] = ctx.place_tensor(node, avoid=(a,))
             out.ready = lower_lane_move(ctx, node, [a], out)
+        elif node in chains:
+            chain = chains[node]
+            args = [placed[i] for i in chain_operands(chain)[0]]
+            streamed = tuple(a for a in args if a.node.rows == node.rows)  # rows and scalars are latched first
+            out = placed[node] = ctx.place_tensor(node, avoid=streamed)
+            out.ready = lower_chain(ctx, chain, args, out)
+            for member in chain[:-1]:
+                _release(ctx, member, placed, uses, kept, out.ready)
         elif node.op in ELEMENTWISE:
             args = [placed[i] for i in node.inputs]
             out = placed[node] = ctx.place_tensor(node, avoid=tuple(args))
@@ -280,8 +293,9 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
                 kept.add(id(mine))
             _release(ctx, node, placed, uses, kept)
         new = [i.cycle for q, instrs in program.queues.items() for i in instrs[before.get(q, 0):]]
-        if new:
-            spans.append(OpSpan(node.name, node.op, node.shape, node.dtype, min(new), placed[node].ready))
+        if new:  # a chain's ops share its pass
+            spans += [OpSpan(n.name, n.op, n.shape, n.dtype, min(new), placed[node].ready)
+                      for n in chains.get(node, [node])]
         if node in outputs:
             declare(program, placed[node], output=True)
     program = ctx.builder.build()
@@ -294,16 +308,33 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
     return Compiled(graph, program, by_name, end, ctx.matmuls, spans)
 
 
-def _release(ctx: Ctx, node: Node, placed: dict[Node, Placed], uses: dict[int, int], kept: set[int]) -> None:
-    """After `node`'s op is lowered, give back the SRAM of inputs it was the last to read."""
-    done = placed[node].ready
+def _chains(graph: Graph, consumers: dict[Node, list[Node]], outputs, alus: int) -> dict[Node, list[Node]]:
+    """Elementwise chains to run as one VXM pass (lower_fused.py), by their last op: each op but the last has
+    the next as its only consumer and is no output. A chain takes at most half the ALUs of a lane, so two
+    passes can overlap."""
+    chains: dict[Node, list[Node]] = {}
+    for n in graph.nodes:
+        if n.op not in ELEMENTWISE:
+            continue
+        prev = next((m for m in n.inputs if m.op in ELEMENTWISE and consumers[m] == [n] and m not in outputs
+                     and fusable(n, m)), None)
+        if prev is not None and alus_needed([*chains.get(prev, [prev]), n]) <= alus // 2:
+            chains[n] = chains.pop(prev, [prev]) + [n]
+    return chains
+
+
+def _release(ctx: Ctx, node: Node, placed: dict[Node, Placed], uses: dict[int, int], kept: set[int],
+             done: int | None = None) -> None:
+    """After `node`'s op is lowered (at `done`, or when its result is ready), give back the SRAM of inputs it
+    was the last to read."""
+    done = placed[node].ready if done is None else done
     for i in dict.fromkeys(node.inputs):
         p = placed.get(i)
         if p is None:  # weights striped by the matmul itself stay resident
             continue
         p.last_read = max(p.last_read, done)
         uses[id(p)] -= 1
-        if uses[id(p)] == 0 and id(p) not in kept and p is not placed[node]:
+        if uses[id(p)] == 0 and id(p) not in kept and p is not placed.get(node):
             for part in p.parts:
                 ctx.alloc.free(part.slices, part.bank, part.addr, p.tiles * part.rows, p.last_read)
 

@@ -55,16 +55,19 @@ def vxm_pass(ctx, node: Node, args: list[Placed], sources: list[Part | None], pa
                 return None
         seen[id(a)] = ref
         refs.append(ref)
-    mnemonic = "CAST" if node.op == "cast" else node.op.upper()
-    d_func = ISA[mnemonic].d_func
+    d_func = ISA[mnemonic(node)].d_func
     dst = stream_out(ctx, step, part, part.address(tile, row0), count, t + d_func, "VXM")
     if dst is None:
         return None
-    step.emits.append(Emit(f"VXM.{alu}", t, mnemonic, _operands(node, refs, dst), count))
+    step.emits.append(Emit(f"VXM.{alu}", t, mnemonic(node), operands(node, refs, dst), count))
     return step
 
 
-def _operands(node: Node, refs: list[Ref], dst: Ref) -> tuple:
+def mnemonic(node: Node) -> str:
+    return "CAST" if node.op == "cast" else node.op.upper()
+
+
+def operands(node: Node, refs: list[Ref], dst: Ref | None) -> tuple:
     if node.op == "cast":
         return (node.inputs[0].dtype, node.dtype, refs[0], dst)
     if node.op in BINARY:

@@ -102,8 +102,10 @@ def _apart(ctx, node: Node, args: list[Placed], out: Placed) -> list[Placed]:
             for b in kept)
         if clash:
             copy = Node("mov", (a.node,), a.node.shape, a.node.dtype, f"{a.node.name}.copy")
-            # away from the other operands and from the output (the pass streams all of them at once)
-            moved = ctx.place_tensor(copy, avoid=(*args, out), not_before=a.ready)  # the copy reads only `a`
+            # away from the other streamed operands and from the output (the pass streams all of them at once;
+            # rows and scalars are latched before it)
+            streamed = tuple(b for b in args if b.node.rows == node.rows)
+            moved = ctx.place_tensor(copy, avoid=(*streamed, out), not_before=a.ready)  # the copy reads only `a`
             moved.ready = lower_streaming(ctx, copy, [a], moved, vxm_pass)
             a = moved
         kept.append(a)
