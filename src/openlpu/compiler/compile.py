@@ -118,17 +118,23 @@ class Ctx:
         if not_before is None:
             not_before = max((p.ready for p in avoid), default=None)
         placed_parts = []
-        for h0, hrows in [(0, node.rows)] if whole else halves(node.rows):
-            for row0, rows in row_split(hrows, 1 if whole else -(-hrows // per_part)):
-                row0 += h0
-                busy = {s for p in avoid for part in p.parts if part.row0 < row0 + rows and row0 < part.row0 + part.rows
-                        for s in part.slices}
-                candidates = [g for g in self.groups(width) if not busy & set(g)]
-                if not candidates:
-                    raise UserError(f"tensor {node.name} has no slices apart from its inputs' on {self.chip.name}.")
-                slices, bank, addr = self.alloc.alloc_anywhere(candidates, n_tiles * rows, f"tensor {node.name}",
-                                                               not_before)
-                placed_parts.append(Part(slices, bank, addr, row0, rows))
+        pending = [(h0 + row0, rows) for h0, hrows in ([(0, node.rows)] if whole else halves(node.rows))
+                   for row0, rows in row_split(hrows, 1 if whole else -(-hrows // per_part))]
+        while pending:
+            row0, rows = pending.pop(0)
+            busy = {s for p in avoid for part in p.parts if part.row0 < row0 + rows and row0 < part.row0 + part.rows
+                    for s in part.slices}
+            candidates = [g for g in self.groups(width) if not busy & set(g)]
+            if not candidates:
+                raise UserError(f"tensor {node.name} has no slices apart from its inputs' on {self.chip.name}.")
+            spot = self.alloc.find(candidates, n_tiles * rows, not_before)
+            if spot is None and rows > 1 and not whole:  # no run holds the part: halve it, as free SRAM is in pieces
+                pending[:0] = [(row0 + r, n) for r, n in row_split(rows, 2)]
+                continue
+            if spot is None:
+                self.alloc.no_room(candidates, n_tiles * rows, f"tensor {node.name}")
+            slices, bank, addr = spot
+            placed_parts.append(Part(slices, bank, addr, row0, rows))
         return Placed(node, n_tiles, placed_parts)
 
     # ---- units and streams ----
@@ -171,6 +177,7 @@ class Compiled:
     cycles_scheduled: int
     matmuls: list[MatmulStat] = field(default_factory=list)
     ops: list[OpSpan] = field(default_factory=list)
+    sram_bytes: int = 0  # SRAM the program ever uses (weights, constants, and activations' reused space)
 
     @property
     def chip(self) -> ChipSpec:
@@ -305,7 +312,7 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
     by_name = {n.name: p for n, p in placed.items() if n.op == "input"}
     by_name.update({name: placed[n] for name, n in graph.outputs.items()})
     end = max((i.cycle for q in program.queues.values() for i in q), default=0)
-    return Compiled(graph, program, by_name, end, ctx.matmuls, spans)
+    return Compiled(graph, program, by_name, end, ctx.matmuls, spans, ctx.alloc.footprint_bytes())
 
 
 def _chains(graph: Graph, consumers: dict[Node, list[Node]], outputs, alus: int) -> dict[Node, list[Node]]:

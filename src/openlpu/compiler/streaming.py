@@ -13,6 +13,7 @@ from collections.abc import Callable
 from openlpu.chip.isa import ISA
 from openlpu.chip.operands import EAST, WEST, Ref
 from openlpu.compiler.graph import Node
+from openlpu.compiler.internal import release
 from openlpu.compiler.layout import Part, Placed, segments
 from openlpu.compiler.place import Emit, Step, place
 from openlpu.compiler.resources import Port
@@ -65,7 +66,7 @@ def lower_streaming(ctx, node: Node, args: list[Placed], out: Placed, make: Pass
                     units: tuple[str, ...] = ("VXM",)) -> int:
     """Stream the op over every row segment (and tile, where operands broadcast or parts differ) through
     one of `units`; returns the cycle at which `out` is complete in SRAM."""
-    args = _apart(ctx, node, args, out)
+    given, args = args, _apart(ctx, node, args, out)
     done = 0
     ready = max(a.ready for a in args)
     # no READ may issue before its operand is complete: the farthest operand slice from any unit bounds t
@@ -87,6 +88,9 @@ def lower_streaming(ctx, node: Node, args: list[Placed], out: Placed, make: Pass
                             ready + READ_D + reach + LEAD, node.name)
             last_write = max(e.cycle + (e.n - 1) * e.d for e in step.emits if e.op == "WRITE")
             done = max(done, last_write + WRITE_D + 1)
+    for a, copy in zip(given, args, strict=True):
+        if copy is not a:  # a copy made apart lives only for this op
+            release(ctx, copy, done)
     return done
 
 
@@ -98,7 +102,8 @@ def _apart(ctx, node: Node, args: list[Placed], out: Placed) -> list[Placed]:
     for a in args:
         clash = a.node.rows == node.rows and any(
             b is not a and b.node.rows == node.rows
-            and any(set(pa.slices) & set(pb.slices) for pa, pb in zip(a.parts, b.parts, strict=True))
+            and any(set(pa.slices) & set(pb.slices) for pa in a.parts for pb in b.parts
+                    if pa.row0 < pb.row0 + pb.rows and pb.row0 < pa.row0 + pa.rows)
             for b in kept)
         if clash:
             copy = Node("mov", (a.node,), a.node.shape, a.node.dtype, f"{a.node.name}.copy")

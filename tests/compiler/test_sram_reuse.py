@@ -1,0 +1,81 @@
+"""SRAM reuse: dead tensors' space serves later ones, never while a value in it is still to be read."""
+
+import numpy as np
+import pytest
+
+from openlpu.chip.spec import get_chip
+from openlpu.compiler.alloc import FRESH, SramAllocator
+from openlpu.compiler.compile import compile
+from openlpu.compiler.graph import Graph
+from openlpu.errors import UserError
+
+MINI = get_chip("tsp-mini")
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+def test_a_long_chain_with_skips_reuses_sram_and_stays_exact():
+    # 121 tensors of 8 KB (968 KB) on a 512 KB chip: only a few are live at once. Each block adds its
+    # input back (a skip), so a tensor must outlive many dead ones around it: reusing its space early
+    # would change the bits.
+    g = Graph()
+    x = g.input("x", (8, 256), "fp32")
+    y = x
+    for _ in range(40):
+        y = g.add(g.swap_pairs(g.neg(y)), y)
+    g.output("y", y)
+    tensor_bytes = len(g.nodes) * 8 * 256 * 4
+    assert tensor_bytes > MINI.sram_bytes
+    compiled = compile(g, MINI, check=True)
+    assert compiled.sram_bytes <= tensor_bytes / 10
+    xv = np.random.default_rng(0).standard_normal((8, 256)).astype(np.float32)
+    want = g.evaluate({"x": xv}, lanes=MINI.lanes)["y"]
+    for executor in ("exact", "fast"):
+        assert _same_bits(compiled.run({"x": xv}, executor=executor).outputs["y"], want)
+
+
+def test_freed_neighbours_coalesce_into_one_run():
+    a = SramAllocator(MINI)
+    group = [("MEM_W0",)]
+    spots = [a.alloc_anywhere(group, 100, "t", not_before=0) for _ in range(6)]
+    assert sorted(addr for _, bank, addr in spots if bank == 0) == [0, 100, 200]  # the roomier bank first
+    a.free(("MEM_W0",), 0, 0, 100, 10)
+    a.free(("MEM_W0",), 0, 100, 100, 20)
+    # 200 addresses freed in two pieces hold one tensor of 150, below the fresh room
+    assert a.alloc_anywhere(group, 150, "t", not_before=20) == (("MEM_W0",), 0, 0)
+
+
+def test_a_range_is_reused_only_once_its_last_reader_is_done():
+    a = SramAllocator(MINI)
+    group = [("MEM_W0",)]
+    a.alloc_anywhere(group, 100, "t", not_before=0)
+    a.free(("MEM_W0",), 0, 0, 100, 50)
+    assert a.alloc_anywhere(group, 100, "t", not_before=49)[1:] != (0, 0)  # inputs ready before 50: elsewhere
+    assert a.alloc_anywhere(group, 100, "t", not_before=50)[1:] == (0, 0)
+
+
+def test_constants_take_fresh_addresses_only():
+    a = SramAllocator(MINI)
+    group = [("MEM_W0",)]
+    a.alloc_anywhere(group, 100, "t", not_before=0)
+    a.free(("MEM_W0",), 0, 0, 100, 0)
+    # written at load, before the hole's old value is read: never in the hole
+    assert a.alloc_anywhere(group, 10, "constant")[1:] != (0, 0)
+    assert a.alloc_anywhere(group, 10, "t", not_before=FRESH)[1:] != (0, 0)
+    assert a.alloc_anywhere(group, 10, "t", not_before=0)[1:] == (0, 0)
+
+
+def test_weights_fill_banks_from_the_top_apart_from_activations():
+    a = SramAllocator(MINI)
+    slices = [f"MEM_W{i}" for i in range(4)]
+    top = {0: MINI.bank_size, 1: 2 * MINI.bank_size}
+    for _ in range(4):
+        _, bank, addrs = a.alloc_roomiest(slices, 4, 16, "weights")
+        assert addrs == (top[bank] - 16,) * 4
+        top[bank] -= 16
+        _, bank, addr = a.alloc_anywhere([tuple(slices[:1])], 8, "t", not_before=0)
+        assert addr < top[bank] - 100  # activations grow from the bottom
+    with pytest.raises(UserError, match="does not fit"):
+        a.alloc_roomiest(slices, 4, MINI.bank_size, "weights")
