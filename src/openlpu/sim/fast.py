@@ -17,7 +17,7 @@ import numpy as np
 
 from openlpu.chip.program import Program
 from openlpu.sim.fetch import PerVector, Store
-from openlpu.sim.plan import COMMIT, Chunk, Plan, build
+from openlpu.sim.plan import BOTH, COMMIT, READ, Chunk, Plan, build
 from openlpu.sim.result import RunResult
 from openlpu.sim.state import ChipState
 from openlpu.sim.verify import verify
@@ -37,16 +37,11 @@ def run(program: Program, check: bool = True) -> RunResult:
     if plan.error is not None:
         raise plan.error.with_traceback(None)
     if plan.compiled is None:
-        plan.compiled = [(c, step, (_commit if step == COMMIT else _read)(plan.chunks[c]), plan.release[k])
-                         for k, (c, step) in enumerate(plan.steps)]
+        plan.compiled = _compile(plan)
     st = ChipState(program)
     store = Store(len(plan.batches))
-    payloads: dict[int, object] = {}
-    for c, step, fn, release in plan.compiled:
-        if step == COMMIT:
-            fn(st, store, payloads.pop(c))
-        else:
-            payloads[c] = fn(st, store)
+    for fn, release in plan.compiled:
+        fn(st, store)
         for b in release:
             store.outs[b] = store.typed[b] = None
     outputs = {t.name: st.load_tensor(t) for t in program.tensors.values() if t.output}
@@ -66,7 +61,42 @@ def plan_for(program: Program) -> Plan:
     return plan
 
 
-def _read(ch: Chunk):
+def _compile(plan: Plan) -> list:
+    """The plan's steps as functions (state, store) -> None, each with the batches to drop after it."""
+    out = []
+    cells: dict[int, list] = {}  # chunk -> a cell passing its payload from its READ step to its COMMIT step
+    for (c, step), release in zip(plan.steps, plan.release, strict=True):
+        ch = plan.chunks[c]
+        issue = ch.issue() if ch.batch.op.name not in _ONE_BY_ONE else None
+        read = _read(ch, issue) if step != COMMIT else None
+        commit = _commit(ch, issue) if step != READ else None
+        if step == BOTH:
+            out.append((_both(read, commit), release))
+        elif step == READ:
+            out.append((_first(read, cells.setdefault(c, [None])), release))
+        else:
+            out.append((_second(commit, cells.pop(c)), release))
+    return out
+
+
+def _both(read, commit):
+    return lambda st, store: commit(st, store, read(st, store))
+
+
+def _first(read, cell: list):
+    def fn(st, store):
+        cell[0] = read(st, store)
+    return fn
+
+
+def _second(commit, cell: list):
+    def fn(st, store):
+        commit(st, store, cell[0])
+        cell[0] = None
+    return fn
+
+
+def _read(ch: Chunk, issue):
     """The read step of a chunk: (state, store) -> payload."""
     b = ch.batch
     read, fetches = b.op.read, ch.fetches
@@ -79,16 +109,20 @@ def _read(ch: Chunk):
         def vector_by_vector(st, store):
             inputs = [None if isinstance(f, PerVector) else f(store) for f in fetches]
             payloads = []
-            for j, issue in enumerate(issues):
+            for j, one in enumerate(issues):
                 row = [f.one(store, j) if x is None else x[j] for f, x in zip(fetches, inputs, strict=True)]
-                payloads.append(read(st, issue, row))
+                payloads.append(read(st, one, row))
             return payloads if one_by_one else np.stack(payloads)
         return vector_by_vector
-    issue = ch.issue()
+    if not fetches:
+        return lambda st, store: read(st, issue, ())
+    if len(fetches) == 1:
+        f = fetches[0]
+        return lambda st, store: read(st, issue, (f(store),))
     return lambda st, store: read(st, issue, [f(store) for f in fetches])
 
 
-def _commit(ch: Chunk):
+def _commit(ch: Chunk, issue):
     """The commit step of a chunk: (state, store, payload) -> None, keeping what it emits in the store."""
     b = ch.batch
     commit, whole, i = b.op.commit, ch.whole, b.id
@@ -96,15 +130,20 @@ def _commit(ch: Chunk):
         issues = ch.vector_issues()
 
         def vector_by_vector(st, store, payloads):
-            for issue, p in zip(issues, payloads, strict=True):
-                commit(st, issue, p)
+            for one, p in zip(issues, payloads, strict=True):
+                commit(st, one, p)
         return vector_by_vector
     typed = b.op.unit == "VXM" or b.op.name == "SEND"  # the latch value, the vector on the link
     if b.op.name == "SEND":  # the link itself is resolved statically
         def keep(st, store, payload):
             store.typed[i] = payload if whole else _put(store.typed[i], ch, payload)
         return keep
-    issue = ch.issue()
+    if whole and not typed:
+        def plain(st, store, payload):
+            outputs = commit(st, issue, payload)
+            if outputs:
+                store.outs[i] = outputs
+        return plain
 
     def batch(st, store, payload):
         outputs = commit(st, issue, payload)

@@ -36,6 +36,7 @@ from openlpu.sim.ordering import on_cycles, topological_order
 from openlpu.sim.state import ChipState
 
 READ, COMMIT = 0, 1  # the two steps of a batch (a node of the graph is chunk * 2 + step)
+BOTH = 2  # a step that runs a chunk's read and then its commit: see _fuse
 
 
 class Issue:
@@ -64,7 +65,11 @@ class Chunk:
 
     def issue(self) -> Issue:
         b = self.batch
-        return Issue(b, b.args(self.lo, self.hi), b.cycles(self.lo, self.hi))
+        args = b.args(self.lo, self.hi)
+        addr = args.get("addr")
+        if isinstance(addr, np.ndarray) and len(addr) and addr[-1] - addr[0] == len(addr) - 1:
+            args = {**args, "addr": slice(int(addr[0]), int(addr[-1]) + 1)}  # rows copied once, not twice
+        return Issue(b, args, b.cycles(self.lo, self.hi))
 
     def vector_issues(self) -> list[Issue]:
         b = self.batch
@@ -76,7 +81,7 @@ class Chunk:
 class Plan:
     batches: list[Batch]
     chunks: list[Chunk]
-    steps: list[tuple[int, int]]  # (chunk, READ | COMMIT) in execution order
+    steps: list[tuple[int, int]]  # (chunk, READ | COMMIT | BOTH) in execution order
     release: list[list[int]]  # after step k, the batches whose values nobody reads any more
     vectors: int
     cycles: int
@@ -205,7 +210,7 @@ def build(program: Program) -> Plan:
         return Plan(bs, [], [], [], 0, 0, {})
     vs = _Vectors(bs)
     locs = _Locs(program, bs, vs)
-    events, stream_reads, acc_checks = _record(bs, vs, locs)
+    events, stream_reads, acc_checks, touches = _record(bs, vs, locs)
     loc, key, write, vec, grp, plane = events.arrays()
     write = write.astype(bool)
     before, after = _neighbours(loc, key, write)
@@ -236,6 +241,7 @@ def build(program: Program) -> Plan:
         if b.op.unit != "ICU":  # as the exact executor counts: occupancy does not depend on what REPEAT steps
             busy[b.op.unit] = busy.get(b.op.unit, 0) + b.op.occupancy(b.base) * b.n
     error = min(errors, key=lambda e: e[0])[1] if errors else None
+    steps = _fuse(steps, chunks, touches)
     return Plan(bs, chunks, steps, _releases(steps, chunks), len(vs.batch), int(vs.wc.max()) + chip.superlanes,
                 busy, error)
 
@@ -257,6 +263,7 @@ def _record(bs: list[Batch], vs: _Vectors, locs: _Locs):
     ev = _Events()
     stream_reads: dict[tuple[int, int], int] = {}  # (batch, input) -> its first event (byte planes major)
     acc_checks: dict[int, dict] = {}  # ACC batch -> first event of its reads of the weights and buffers
+    touches: list[tuple[bool, bool]] = []  # per batch: does it read, does it write ChipState locations
     for b in bs:
         v = np.arange(b.v0, b.v0 + b.n)
         kr, kc = vs.kr[v], vs.kc[v]
@@ -272,11 +279,13 @@ def _record(bs: list[Batch], vs: _Vectors, locs: _Locs):
                 ev.add(locs.stream(ref.kind, ref.index + p, b.pos, vs.wc[v]), kc, True, v, o, p)
         if b.op.unit == "VXM":
             ev.add(locs.latch(b.unit), kc, True, v)
-        for write, loc in STATE_ACCESS[b.op.name](b, b.args(0, b.n), locs):
+        access = STATE_ACCESS[b.op.name](b, b.args(0, b.n), locs)
+        touches.append((any(not w for w, _ in access), any(w for w, _ in access)))
+        for write, loc in access:
             start = ev.add(loc, kc if write else kr, write, v)
             if b.op.name == "ACC" and not write:
                 acc_checks.setdefault(b.id, {})["kernel" if np.ndim(loc) == 0 else "act"] = start
-    return ev, stream_reads, acc_checks
+    return ev, stream_reads, acc_checks, touches
 
 
 class _Edges:
@@ -414,14 +423,29 @@ def _raised(fn, *args) -> Exception:
     raise AssertionError("expected an error")
 
 
+def _fuse(order, chunks, touches) -> list[tuple[int, int]]:
+    """One step instead of two for most chunks. Values in the store never change once committed, and the
+    ChipState of streams and latches is never read (the plan resolved them), so a chunk that writes no
+    other ChipState can commit right after its read, and one that reads none can read right before its
+    commit. Only chunks that do both (IW, ACC) keep two steps."""
+    out = []
+    for c, step in order:
+        reads, writes = touches[chunks[c].batch.id]
+        if reads and writes:
+            out.append((c, step))
+        elif step == (COMMIT if writes else READ):
+            out.append((c, BOTH))
+    return out
+
+
 def _releases(order, chunks) -> list[list[int]]:
     """After which step each batch's values can be dropped: its last reader's step (or its own commit)."""
     last: dict[int, int] = {}
     for k, (c, step) in enumerate(order):
         ch = chunks[c]
-        if step == COMMIT:
-            last[ch.batch.id] = k
-        else:
+        if step != READ:
+            last[ch.batch.id] = max(last.get(ch.batch.id, k), k)
+        if step != COMMIT:
             for f in [*ch.fetches, ch.link]:
                 for w in getattr(f, "sources", ()):
                     last[w] = max(last.get(w, k), k)
