@@ -74,13 +74,15 @@ def _render(console, d) -> None:
                f"{part['expert_slots_per_decode_step']} run a decode step") if "expert_parallel" in part else ""
     console.print(kv_table(f"{d['model']} at {d['numerics']}, context {d['context']}, batch {d['batch']}", [
         ("chips", f"{d['chips']} of a {d['system_chips']}-chip system: {part['tensor_parallel']}-way tensor "
-                  f"parallel x {part['pipeline_stages']} pipeline stages of {layers} layers{experts}"),
+                  f"parallel x {part['pipeline_stages']} pipeline stages of {layers} layer"
+                  f"{'s' * (layers != '1')}{experts}"),
         ("why these chips", d["chips_because"]),
         ("SRAM per chip", f"{d['sram_bytes_per_chip'] / 1e6:,.1f} of {d['sram_bytes_available'] / 1e6:,.1f} MB"),
         (f"TTFT, {d['prompt_tokens']} prompt tokens", f"{d['ttft_s'] * 1e3:,.3f} ms"),
         ("decode per token", f"{d['decode_s_per_token'] * 1e3:,.3f} ms"),
         ("tokens/s per user", f"{d['tokens_per_s_per_user']:,.1f}"),
-        ("tokens/s system", f"{d['tokens_per_s_system']:,.1f} ({d['users_in_flight']} users in flight, "
+        ("tokens/s system", f"{d['tokens_per_s_system']:,.1f} ({d['users_in_flight']} user"
+                            f"{'s' * (d['users_in_flight'] != 1)} in flight, "
                             f"slowest stage {_us(d['slowest_stage_s'])})"),
     ]))
     table = Table(title="decode time per token", title_justify="left")
