@@ -92,21 +92,48 @@ class Plan:
 
 
 class _Events:
-    """Accesses as parallel arrays: location, action key, write?, vector, output/input index, byte plane."""
+    """Accesses as parallel arrays: location, action key, write?, vector, output/input index, byte plane.
+
+    Recorded as one row per batch (its n vectors at once) and expanded to one per vector in numpy at the
+    end. A read's key is its vector's read key, a write's its commit key."""
 
     def __init__(self):
-        self.cols: list[list[np.ndarray]] = [[] for _ in range(6)]
+        # (loc, per vector?, stream?, direction, stream, position, write, v0, n, grp, plane)
+        self.rows: list[tuple] = []
+        self.per_vector: list[np.ndarray] = []  # the locations of rows that give one per vector, in order
         self.size = 0
 
-    def add(self, loc, key, write: bool, vec: np.ndarray, grp: int = -1, plane: int = 0) -> int:
-        n = len(vec)
-        for col, value in zip(self.cols, (loc, key, write, vec, grp, plane), strict=True):
-            col.append(value if np.ndim(value) else np.full(n, value, np.int64))
-        start, self.size = self.size, self.size + n
+    def add(self, loc, write: bool, b: Batch, grp: int = -1, plane: int = 0) -> int:
+        """`loc` is one location for all vectors of batch `b` or an array of one per vector."""
+        per_vector = np.ndim(loc) > 0
+        if per_vector:
+            self.per_vector.append(loc)
+        return self._row((0 if per_vector else loc, per_vector, False, 0, 0, 0, write, b.v0, b.n, grp, plane))
+
+    def add_stream(self, kind: str, index: int, write: bool, b: Batch, grp: int, plane: int) -> int:
+        """A stream register on the characteristic line through `b`'s slice at each vector's read (or commit) cycle."""
+        return self._row((0, False, True, 0 if kind == EAST else 1, index, b.pos, write, b.v0, b.n, grp, plane))
+
+    def _row(self, row: tuple) -> int:
+        self.rows.append(row)
+        start, self.size = self.size, self.size + row[8]
         return start
 
-    def arrays(self) -> list[np.ndarray]:
-        return [np.concatenate(c).astype(np.int64, copy=False) if c else np.zeros(0, np.int64) for c in self.cols]
+    def arrays(self, vs: _Vectors, locs: _Locs) -> list[np.ndarray]:
+        if not self.rows:
+            return [np.zeros(0, np.int64) for _ in range(6)]
+        r = np.array(self.rows, np.int64).T
+        n = r[8]
+        each = [np.repeat(col, n) for col in r]
+        vec = each[7] + np.arange(self.size) - np.repeat(np.cumsum(n) - n, n)
+        write = each[6].astype(bool)
+        loc = each[0]
+        if self.per_vector:
+            loc[each[1].astype(bool)] = np.concatenate(self.per_vector)
+        stream = each[2].astype(bool)
+        cycles = np.where(write, vs.wc[vec], vs.rc[vec])[stream]
+        loc[stream] = locs.stream(each[3][stream], each[4][stream], each[5][stream], cycles)
+        return [loc, np.where(write, vs.kc[vec], vs.kr[vec]), write, vec, each[9], each[10]]
 
 
 class _Locs:
@@ -133,9 +160,9 @@ class _Locs:
         self.acc0 = self.act0 + chip.mxm_planes * chip.mxm_act_buffers
         self.config0 = self.acc0 + chip.mxm_planes * 2 * chip.mxm_acc_slots
 
-    def stream(self, kind: str, index: int, pos: int, cycles: np.ndarray) -> np.ndarray:
-        d = 0 if kind == EAST else 1
-        line = pos - cycles if d == 0 else pos + cycles
+    def stream(self, d: np.ndarray, index: np.ndarray, pos: np.ndarray, cycles: np.ndarray) -> np.ndarray:
+        """Stream locations for arrays of directions (0: east), streams, positions and cycles."""
+        line = np.where(d == 0, pos - cycles, pos + cycles)
         return ((line + self.line_off) * 2 + d) * self.S + index
 
     def latch(self, unit: int) -> int:
@@ -211,8 +238,7 @@ def build(program: Program) -> Plan:
     vs = _Vectors(bs)
     locs = _Locs(program, bs, vs)
     events, stream_reads, acc_checks, touches = _record(bs, vs, locs)
-    loc, key, write, vec, grp, plane = events.arrays()
-    write = write.astype(bool)
+    loc, key, write, vec, grp, plane = events.arrays(vs, locs)
     before, after = _neighbours(loc, key, write)
     pairs, errors = _links(bs, vs, chip)
     errors += _acc_errors(bs, vs, acc_checks, before, vec)
@@ -265,24 +291,22 @@ def _record(bs: list[Batch], vs: _Vectors, locs: _Locs):
     acc_checks: dict[int, dict] = {}  # ACC batch -> first event of its reads of the weights and buffers
     touches: list[tuple[bool, bool]] = []  # per batch: does it read, does it write ChipState locations
     for b in bs:
-        v = np.arange(b.v0, b.v0 + b.n)
-        kr, kc = vs.kr[v], vs.kc[v]
         for i, (ref, dt) in enumerate(b.ins):
             if ref.kind == "alu":
-                stream_reads[b.id, i] = ev.add(locs.latch(ref.index), kr, False, v, i)
+                stream_reads[b.id, i] = ev.add(locs.latch(ref.index), False, b, i)
             else:
                 stream_reads[b.id, i] = ev.size
                 for p in range(nx.width(dt)):
-                    ev.add(locs.stream(ref.kind, ref.index + p, b.pos, vs.rc[v]), kr, False, v, i, p)
+                    ev.add_stream(ref.kind, ref.index + p, False, b, i, p)
         for o, (ref, dt) in enumerate(b.outs):
             for p in range(nx.width(dt)):
-                ev.add(locs.stream(ref.kind, ref.index + p, b.pos, vs.wc[v]), kc, True, v, o, p)
+                ev.add_stream(ref.kind, ref.index + p, True, b, o, p)
         if b.op.unit == "VXM":
-            ev.add(locs.latch(b.unit), kc, True, v)
+            ev.add(locs.latch(b.unit), True, b)
         access = STATE_ACCESS[b.op.name](b, b.args(0, b.n), locs)
         touches.append((any(not w for w, _ in access), any(w for w, _ in access)))
         for write, loc in access:
-            start = ev.add(loc, kc if write else kr, write, v)
+            start = ev.add(loc, write, b)
             if b.op.name == "ACC" and not write:
                 acc_checks.setdefault(b.id, {})["kernel" if np.ndim(loc) == 0 else "act"] = start
     return ev, stream_reads, acc_checks, touches
