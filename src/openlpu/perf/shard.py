@@ -9,7 +9,9 @@ A layer of tensor parallelism over `tp` chips splits into two programs, cut wher
 and `lm_head_block`: the final RMSNorm and the chip's columns of the output projection.
 
 A step's rows are one token of each user (decode) or a chunk of one user's prompt (prefill). Weights are
-zeros: their values do not change the schedule. Attention runs in fp16 (the cache's format) whatever
+random but fixed (seed 0): their values do not change the schedule as long as no two weight tiles are
+equal, as in a real model (the compiler stores equal tiles once, so zeros would all share one slice's
+rows and serialise their reads). Attention runs in fp16 (the cache's format) whatever
 the weight numerics. The graph has no reshape, so heads are moved with 0/1 matmuls:
 - each query head's columns are picked with a selector matmul [q_cols, head_dim], and the heads that
   share a KV head are stacked as rows (concat), so their scores are one `matmul_nt` against the cached
@@ -111,9 +113,10 @@ class _Blocks:
     def __init__(self, s: ShardShape, rows: int):
         self.s, self.rows, self.g = s, rows, Graph()
         self.wdtype = s.numerics
+        self.rng = np.random.default_rng(0)
 
     def proj(self, h: Node, k: int, n: int, name: str) -> Node:
-        w = self.g.constant(name, np.zeros((k, n), DTYPES[self.wdtype]))
+        w = self.g.constant(name, self.rng.integers(-127, 128, (k, n), dtype=np.int8).astype(DTYPES[self.wdtype]))
         return self.g.cast(self.g.matmul(h, w), "fp32")
 
     def norm(self, x: Node, name: str) -> Node:
