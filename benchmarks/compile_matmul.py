@@ -21,7 +21,9 @@ from openlpu.compiler.lower_matmul import weight_streams
 def build(m: int, k: int, n: int, dtype: str) -> openlpu.Graph:
     g = openlpu.Graph()
     x = g.input("x", (m, k), dtype)
-    g.output("y", g.matmul(x, g.constant("w", np.zeros((k, n), np.float16 if dtype == "fp16" else np.int8))))
+    # random weights: identical tiles (zeros) are stored once and would all stream from the same slices
+    w = np.random.default_rng(0).integers(-100, 100, (k, n)).astype(np.float16 if dtype == "fp16" else np.int8)
+    g.output("y", g.matmul(x, g.constant("w", w)))
     return g
 
 
