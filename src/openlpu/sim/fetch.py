@@ -155,12 +155,7 @@ def make_stream_fetch(res: Resolution, start: int, n: int, lo: int, hi: int, dty
     if (valid.all() and (wb == wb[0, 0]).all() and (so == so[0, 0]).all() and (sv == sv[0]).all()
             and (sp == sp[0, 0] + np.arange(w)[:, None]).all()):
         b = res.batches[int(wb[0, 0])]
-        group, off = int(so[0, 0]), int(sp[0, 0])
-        rows = _rows(sv[0] - b.v0)
-        written = b.outs[group][1]
-        if off == 0 and nx.width(written) == w:
-            return Rows(b.id, group, rows, None if written == dtype else nx.DTYPES[dtype])
-        return Planes(b.id, group, rows, off, dtype)
+        return _simple(b, int(so[0, 0]), int(sp[0, 0]), _rows(sv[0] - b.v0), dtype)
     pieces = []
     for p in range(w):
         code = (wb[p] * 64 + so[p]) * 8 + sp[p]
@@ -169,6 +164,43 @@ def make_stream_fetch(res: Resolution, start: int, n: int, lo: int, hi: int, dty
             b = res.batches[int(wb[p][at[0]])]
             pieces.append((b.id, int(so[p][at[0]]), int(sp[p][at[0]]), p, sv[p][at] - b.v0, at))
     return Assembled(m, dtype, lanes, pieces)
+
+
+def _simple(b, group: int, off: int, rows, dtype: str):
+    """Rows of a writer's output group read as written, or some of its byte planes."""
+    written = b.outs[group][1]
+    if off == 0 and nx.width(written) == nx.width(dtype):
+        return Rows(b.id, group, rows, None if written == dtype else nx.DTYPES[dtype])
+    return Planes(b.id, group, rows, off, dtype)
+
+
+def whole_stream_fetches(res: Resolution, reads: list[tuple[int, int, str]]) -> list:
+    """make_stream_fetch of whole batches, many at once: `reads` are (first event, n, dtype). Those that read
+    consecutive vectors of one writer's output group, planes in order, are found in numpy and made here;
+    None for the others."""
+    if not reads:
+        return []
+    first, ns, widths = (np.array(c, np.int64) for c in
+                         zip(*[(s, n, nx.width(dt)) for s, n, dt in reads], strict=True))
+    sizes = ns * widths
+    offs = np.cumsum(sizes) - sizes
+    k = np.arange(int(sizes.sum())) - np.repeat(offs, sizes)  # plane * n + vector, within each read
+    n = np.repeat(ns, sizes)
+    src, head = res.before[np.repeat(first, sizes) + k], np.repeat(res.before[first], sizes)
+    ok = (src >= 0) & (head >= 0)
+    sv, hv = res.vec[src], res.vec[head]
+    ok &= ((res.vb[sv] == res.vb[hv]) & (res.grp[src] == res.grp[head]) & (res.plane[src] == res.plane[head] + k // n)
+           & (sv == hv + k % n))
+    out = []
+    for (_, m, dt), good, h in zip(reads, np.logical_and.reduceat(ok, offs).tolist(), res.before[first].tolist(),
+                                   strict=True):
+        if not good:
+            out.append(None)
+            continue
+        v = int(res.vec[h])
+        b = res.batches[int(res.vb[v])]
+        out.append(_simple(b, int(res.grp[h]), int(res.plane[h]), slice(v - b.v0, v - b.v0 + m), dt))
+    return out
 
 
 def make_typed_fetch(res: Resolution, sv: np.ndarray, dtype: str, lanes: int):

@@ -31,7 +31,13 @@ from openlpu.chip.isa import CONFIG_KEYS
 from openlpu.chip.operands import EAST
 from openlpu.chip.program import Program
 from openlpu.sim.batches import Batch, batches
-from openlpu.sim.fetch import Resolution, make_latch_fetch, make_link_fetch, make_stream_fetch
+from openlpu.sim.fetch import (
+    Resolution,
+    make_latch_fetch,
+    make_link_fetch,
+    make_stream_fetch,
+    whole_stream_fetches,
+)
 from openlpu.sim.ordering import on_cycles, topological_order
 from openlpu.sim.state import ChipState
 
@@ -122,7 +128,7 @@ class _Events:
     def arrays(self, vs: _Vectors, locs: _Locs) -> list[np.ndarray]:
         if not self.rows:
             return [np.zeros(0, np.int64) for _ in range(6)]
-        r = np.array(self.rows, np.int64).T
+        r = np.array(self.rows, np.int64).T.copy()  # contiguous columns: repeat is slow on strided ones
         n = r[8]
         each = [np.repeat(col, n) for col in r]
         vec = each[7] + np.arange(self.size) - np.repeat(np.cumsum(n) - n, n)
@@ -254,10 +260,19 @@ def build(program: Program) -> Plan:
     spans, steps = _schedule(bs, vs, edges)
 
     res = Resolution(bs, vs.batch, before, vec, grp, plane)
+    whole = [(b.id, i) for b, lo, hi in spans if hi - lo == b.n
+             for i, (ref, _) in enumerate(b.ins) if ref.kind != "alu"]
+    reads = [(stream_reads[k], bs[k[0]].n, bs[k[0]].ins[k[1]][1]) for k in whole]
+    simple = dict(zip(whole, whole_stream_fetches(res, reads), strict=True))
     chunks = []
     for b, lo, hi in spans:
-        fetches = [(make_latch_fetch if ref.kind == "alu" else make_stream_fetch)(
-            res, stream_reads[b.id, i], b.n, lo, hi, dt, chip.lanes) for i, (ref, dt) in enumerate(b.ins)]
+        fetches = []
+        for i, (ref, dt) in enumerate(b.ins):
+            f = simple.get((b.id, i)) if hi - lo == b.n else None
+            if f is None:
+                f = (make_latch_fetch if ref.kind == "alu" else make_stream_fetch)(
+                    res, stream_reads[b.id, i], b.n, lo, hi, dt, chip.lanes)
+            fetches.append(f)
         link = None
         if b.op.name == "RECEIVE":
             link = make_link_fetch(res, np.array([pairs.get(v, -1) for v in range(b.v0 + lo, b.v0 + hi)]), chip.lanes)
