@@ -11,7 +11,8 @@ from openlpu.runtime.reference_engine import ReferenceEngine
 from openlpu.runtime.sampling import SamplingParams
 
 BUCKET = 8  # small, so that a short generation crosses from one step program to the next
-PROMPT = list(range(3, 10))  # 7 tokens at positions 0..6 (8-slot step); decode at 7, 8 (8 slots) and 9 (16)
+PREFILL = 4
+PROMPT = list(range(3, 10))  # 7 tokens: 4-row steps at 0 and 4 (8 slots); decode at 7, 8 (8 slots) and 9 (16)
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +22,13 @@ def cycles_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def timing(tiny, cycles_dir):
-    return CompiledTiming(tiny, "int8", "tsp-v1", BUCKET, cycles_dir)
+    return CompiledTiming(tiny, "int8", "tsp-v1", BUCKET, cycles_dir, PREFILL)
 
 
 @pytest.fixture(scope="module")
 def run(tiny):
     """The compiled programs themselves, run step by step on the fast executor by the LPU engine."""
-    engine = LpuEngine(tiny, "int8", executor="fast", cache_bucket=BUCKET, prefill_tokens=1)
+    engine = LpuEngine(tiny, "int8", executor="fast", cache_bucket=BUCKET, prefill_tokens=PREFILL)
     return engine.generate(PROMPT, 4, tiny.tokenizer.stop_ids)
 
 
@@ -35,12 +36,14 @@ def test_step_times_are_the_runs_cycles_over_the_clock_exactly(run, timing):
     assert timing.prefill_seconds(len(PROMPT)) == run.prefill_cycles / TSP_V1.clock_hz == run.ttft_s
     decode = [timing.decode_seconds(len(PROMPT) + i + 1) for i in range(len(run.decode))]
     assert decode == [step.cycles / TSP_V1.clock_hz for step in run.decode]
+    assert [(step.tokens, step.cache_len) for step in run.prefill] == [(4, 8), (3, 8)]  # the last step padded
     assert [step.cache_len for step in run.decode] == [8, 8, 16]
-    assert timing.compiled() == {8: run.prefill[0].cycles, 16: run.decode[-1].cycles}
+    assert timing.compiled() == {"1x8": run.decode[0].cycles, "1x16": run.decode[-1].cycles,
+                                 "4x8": run.prefill[0].cycles}
 
 
 def test_the_served_tokens_are_the_compiled_programs(tiny, run, timing):
-    engine = ReferenceEngine(tiny, timing, cache_bucket=BUCKET)
+    engine = ReferenceEngine(tiny, timing, cache_bucket=BUCKET, prefill_tokens=PREFILL)
     events = list(engine.generate(0, PROMPT, SamplingParams(temperature=0.0, max_tokens=4)))
     assert [e.token_id for e in events] == run.token_ids
     assert [e.lpu_s for e in events] == [run.ttft_s] + [s.cycles / TSP_V1.clock_hz for s in run.decode]
@@ -54,7 +57,10 @@ def test_cycles_are_read_back_from_disk_without_compiling(tiny, timing, cycles_d
 
     monkeypatch.setattr(compiled_timing, "compile", no_compile)
     again = CompiledTiming(tiny, "int8", "tsp-v1", BUCKET, cycles_dir)
-    assert {n: again.step(n).cycles for n in known} == known
+    for shape in known:
+        rows, cache_len = map(int, shape.split("x"))
+        again.step(cache_len, rows)
+    assert again.compiled() == known
     fp16 = CompiledTiming(tiny, "fp16", "tsp-v1", BUCKET, cycles_dir)  # another key: nothing to read
     with pytest.raises(AssertionError, match="compiled again"):
         fp16.step(8)
@@ -62,10 +68,11 @@ def test_cycles_are_read_back_from_disk_without_compiling(tiny, timing, cycles_d
 
 def test_warming_reports_each_step_program_shortest_cache_first(timing):
     seen = []
-    timing.warm(17, lambda program, done, total: seen.append((program.cache_len, done, total)))
-    assert seen == [(8, 1, 2), (16, 2, 2)]  # 17 tokens: the last one's step reads 16 cached
-    assert timing.source == ("cycles of tiny's int8 decode step compiled for one tsp-v1 (a program per 8-slot "
-                             "cache bucket) at 900 MHz")
+    timing.warm(17, lambda program, done, total: seen.append((program.tokens, program.cache_len, done, total)))
+    # 17 tokens: decode steps read up to 16 cached; prompts up to 17 long run 4-row steps from 0, 4, 8, 12, 16
+    assert seen == [(1, 8, 1, 4), (4, 8, 2, 4), (1, 16, 3, 4), (4, 16, 4, 4)]
+    assert timing.source == ("cycles of tiny's int8 4-token prefill and decode steps compiled for one tsp-v1 (a "
+                             "program per 8-slot cache bucket) at 900 MHz")
 
 
 def test_an_empty_prefill_is_refused(timing):

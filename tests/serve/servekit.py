@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from openlpu.models.registry import LoadedModel
 from openlpu.runtime.compiled_timing import CompiledTiming
 from openlpu.runtime.reference_engine import ReferenceEngine
-from openlpu.serve.app import MAX_BODY_BYTES, Service
+from openlpu.serve.app import MAX_BODY_BYTES, PREFILL_TOKENS, Service
 from openlpu.serve.ratelimit import RateLimiter
 from openlpu.serve.scheduler import Scheduler
 
@@ -18,8 +18,10 @@ def make_service(engine, *, pace="host", api_key=None, rpm=10_000, tpm=10_000_00
 
 
 def tiny_engine(model: LoadedModel, cache_dir, chips: int = 2, timing=None) -> ReferenceEngine:
-    """The tiny model with its compiled step programs' timing, their cycles kept in `cache_dir`."""
-    return ReferenceEngine(model, timing or CompiledTiming(model, cache_dir=cache_dir), concurrency=chips)
+    """The tiny model as the service runs a model (prompts in 16-row steps), with its compiled step programs'
+    timing, their cycles kept in `cache_dir`."""
+    timing = timing or CompiledTiming(model, cache_dir=cache_dir, prefill_tokens=PREFILL_TOKENS)
+    return ReferenceEngine(model, timing, concurrency=chips, prefill_tokens=PREFILL_TOKENS)
 
 
 @dataclass(frozen=True)

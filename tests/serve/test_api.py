@@ -22,7 +22,8 @@ def client(url, prefix="/openai/v1", key="unused"):
 def expected(tiny, engine):
     """What greedy decoding of QUESTION must give: the LPU engine's int8 tokens, 12 at most."""
     prompt = engine.prompt_ids(QUESTION)
-    lpu = LpuEngine(tiny, "int8", executor="reference", cache_bucket=engine.cache_bucket)
+    lpu = LpuEngine(tiny, "int8", executor="reference", cache_bucket=engine.cache_bucket,
+                    prefill_tokens=engine.prefill_tokens)
     ids = lpu.generate(prompt, 12, tiny.tokenizer.stop_ids).token_ids
     return prompt, ids, tiny.tokenizer.decode(ids, skip_special=True)
 
@@ -44,7 +45,7 @@ def test_a_completion_is_the_models_greedy_answer_with_its_lpu_times(url, engine
     assert r.x_groq["id"].startswith("req_")
     extra = r.model_extra["x_openlpu"]
     assert extra["lpu_timing"] == "compiled" and extra["pace"] == "host"
-    assert "int8 decode step compiled for one tsp-v1" in extra["lpu_timing_source"]
+    assert "int8 16-token prefill and decode steps compiled for one tsp-v1" in extra["lpu_timing_source"]
     assert "equals bit for bit" in extra["tokens"]
     assert extra["host_usage"]["prompt_time"] > 0
 
@@ -89,7 +90,7 @@ def test_both_prefixes_serve_the_models_and_health(url, engine):
         client(url).models.retrieve("llama2-70b-4096")
     health = httpx.get(url + "/health").json()
     assert health["status"] == "ok" and health["model"] == engine.model_id and health["slots"] == 2
-    assert health["lpu_timing"] == "compiled" and health["compiled_steps"]["64"] == engine.timing.step(64).cycles
+    assert health["lpu_timing"] == "compiled" and health["compiled_steps"]["1x64"] == engine.timing.step(64).cycles
     assert health["engine_cpu_s"] > 0  # the scheduler thread's CPU inside the engine: what is not overhead
 
 
@@ -148,7 +149,8 @@ def test_lpu_pace_streams_no_faster_than_the_simulated_chip(serve, tiny):
 def test_the_real_model_is_served_with_its_compiled_timing(step_cycles_dir):
     smollm2 = build_engine("smollm2-135m", chips=1, cache_dir=step_cycles_dir)
     assert smollm2.model_id == "smollm2-135m-8192" and smollm2.concurrency == 1
-    assert smollm2.timing.source.startswith("cycles of smollm2-135m's int8 decode step compiled for one tsp-v1")
+    assert smollm2.timing.source.startswith("cycles of smollm2-135m's int8 16-token prefill and decode steps")
+    assert smollm2.prefill_tokens == smollm2.timing.prefill_tokens == 16
     # docs/models.md: the question is 37 prompt tokens; its answer through the int8 step graph is
     # tests/runtime/test_lpu_engine.py's ("The capital of France is Paris")
     assert len(smollm2.prompt_ids([{"role": "user", "content": "What is the capital of France?"}])) == 37

@@ -104,7 +104,7 @@ class SlowHost(ReferenceEngine):
 
 
 def test_a_client_leaving_mid_stream_cancels_its_work(serve, tiny, engine):
-    slow = SlowHost(tiny, engine.timing, concurrency=1)
+    slow = SlowHost(tiny, engine.timing, concurrency=1, prefill_tokens=engine.prefill_tokens)
     url = serve(make_service(slow))
     body = {"model": slow.model_id, "messages": QUESTION, "max_tokens": 200, "stream": True, "temperature": 0}
     with httpx.stream("POST", url + "/v1/chat/completions", json=body) as r:

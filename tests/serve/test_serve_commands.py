@@ -41,8 +41,9 @@ def test_serve_starts_on_a_free_port_and_answers(tiny_path, tmp_path):
                 time.sleep(0.05)
         assert health["slots"] == 3 and health["pace"] == "lpu"
         # the background warm-up compiles the one step program a 1-token sequence needs, and says so
-        assert proc.stderr.readline().startswith("openlpu serve: step program 1 of 1 ready: 64-slot cache, ")
-        assert list(httpx.get(info["url"] + "/health").json()["compiled_steps"]) == ["64"]
+        assert proc.stderr.readline().startswith("openlpu serve: step program 1 of 1 ready: 1 x 64 (rows x cache "
+                                                 "slots), ")
+        assert list(httpx.get(info["url"] + "/health").json()["compiled_steps"]) == ["1x64"]
     finally:
         proc.terminate()
         proc.wait(timeout=10)

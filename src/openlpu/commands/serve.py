@@ -9,7 +9,7 @@ import threading
 from openlpu.commands.output import add_json_flag, emit, kv_table
 from openlpu.errors import UserError
 from openlpu.models.registry import DEFAULT_MODEL
-from openlpu.runtime.compiled_timing import StepProgram
+from openlpu.runtime.compiled_timing import CompiledTiming, StepProgram
 from openlpu.serve.app import API_PREFIXES, Service, build_engine, create_app
 from openlpu.serve.ratelimit import RateLimiter
 from openlpu.serve.scheduler import PACES, Scheduler
@@ -86,12 +86,19 @@ def run(args) -> int:
         ]))
 
     emit(args, info, render)
-    threading.Thread(target=engine.timing.warm, args=(args.warm_tokens, _report), name="openlpu-warm",
-                     daemon=True).start()
+    threading.Thread(target=_warm, args=(engine.timing, args.warm_tokens), name="openlpu-warm", daemon=True).start()
     serve_forever(create_app(service), sock)
     return 0
 
 
+def _warm(timing: CompiledTiming, tokens: int) -> None:
+    try:
+        timing.warm(tokens, _report)
+    except Exception as err:  # the server stays up: a request that needs the program compiles it, or fails alone
+        print(f"openlpu serve: compiling the step programs stopped ({type(err).__name__}: {err}); requests will "
+              "compile the ones they need", file=sys.stderr, flush=True)
+
+
 def _report(program: StepProgram, done: int, total: int) -> None:
-    print(f"openlpu serve: step program {done} of {total} ready: {program.cache_len}-slot cache, "
-          f"{program.cycles:,} cycles", file=sys.stderr, flush=True)
+    print(f"openlpu serve: step program {done} of {total} ready: {program.tokens} x {program.cache_len} (rows x cache "
+          f"slots), {program.cycles:,} cycles", file=sys.stderr, flush=True)

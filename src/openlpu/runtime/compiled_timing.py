@@ -1,18 +1,19 @@
 """LPU seconds of the served model's steps, read from its compiled programs.
 
-The serving engine (reference_engine.py) runs a sequence the way the LPU engine does (lpu_engine.py, with
-one token a step): every token, prompt tokens included, goes through the decode step, the step graph of
-models/lpu_graph.py compiled for one chip with the KV cache padded to a bucket of `cache_bucket` slots.
-A compiled program's cycles do not depend on its data (docs/lpu.md), so each bucket's step is compiled
-once and its cycles give every step at that bucket: a prefill of P tokens is P steps, a decode step one.
+The serving engine (reference_engine.py) runs a sequence the way the LPU engine does (lpu_engine.py): the
+prompt in steps of `prefill_tokens` rows (the last one padded; a one-token prompt takes the decode step),
+then a decode step per new token, each the step graph of models/lpu_graph.py compiled for one chip with
+the KV cache padded to a bucket of `cache_bucket` slots (the bucket of the step's first position). A
+compiled program's cycles do not depend on its data (docs/lpu.md), so each (rows, bucket) step is compiled
+once and its cycles give every step of that shape.
 The cycles are a run's, the end of its last result (the fast executor's static plan of the program,
 which every run of it reports), and seconds are cycles / the chip's clock.
 
-Compiling SmolLM2's decode step takes ~28 s on a 2-core machine and a long context needs one program per
-64 slots, so compiling every bucket at start would take an hour. Each bucket is compiled when a step
-first needs it (or by `warm`), and its cycles are kept on disk under ~/.cache/openlpu/step-cycles, keyed
-by a hash of everything they depend on: the model file, the numerics, the chip spec, the cache length
-and the source of the packages that build, compile and plan the program. A later server starts with them.
+Compiling SmolLM2's decode step takes ~28 s on a quiet 2-core machine and a long context needs programs
+per 64 slots, so compiling every shape at start would take hours. Each is compiled when a step first
+needs it (or by `warm`), and its cycles are kept on disk under ~/.cache/openlpu/step-cycles, keyed by a
+hash of everything they depend on: the model file, the numerics, the chip spec, the step's shape and the
+source of the packages that build, compile and plan the program. A later server starts with them.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def _file_digest(path: Path) -> str:
 class StepProgram:
     """What is kept of one compiled step: its cycles (the program itself is dropped)."""
 
+    tokens: int  # rows of the step: 1 for decode, `prefill_tokens` for a prompt's steps
     cache_len: int
     cycles: int  # a run's cycles, whatever the data
     cycles_scheduled: int  # the last instruction's issue cycle
@@ -82,78 +84,89 @@ class CompiledTiming:
     kind = "compiled"
 
     def __init__(self, model: LoadedModel, numerics: str = "int8", chip: str | ChipSpec = "tsp-v1",
-                 cache_bucket: int = 64, cache_dir: Path | None = None) -> None:
-        if cache_bucket < 1:
-            raise UserError(f"cache bucket {cache_bucket} is not a number of slots; give 1 or more")
+                 cache_bucket: int = 64, cache_dir: Path | None = None, prefill_tokens: int = 1) -> None:
+        if cache_bucket < 1 or prefill_tokens < 1:
+            raise UserError(f"cache bucket {cache_bucket} and prefill tokens {prefill_tokens} must be at least 1")
         self.model, self.numerics, self.chip = model, check_numerics(numerics), get_chip(chip)
-        self.cache_bucket = cache_bucket
+        self.cache_bucket, self.prefill_tokens = cache_bucket, prefill_tokens
         self.cache_dir = default_cache_dir() if cache_dir is None else cache_dir
         self._key = hashlib.sha256(json.dumps([_file_digest(model.path), self.numerics, repr(self.chip),
                                                _source_digest()]).encode()).hexdigest()
-        self._programs: dict[int, StepProgram] = {}
+        self._programs: dict[tuple[int, int], StepProgram] = {}
         self._lock = threading.Lock()
-        self._compiling: dict[int, threading.Lock] = {}  # one lock per bucket: each is compiled once
+        self._compiling: dict[tuple[int, int], threading.Lock] = {}  # one lock per shape: each is compiled once
 
     @property
     def source(self) -> str:
-        return (f"cycles of {Path(self.model.name).stem}'s {self.numerics} decode step compiled for one "
+        prompt = "" if self.prefill_tokens == 1 else f"{self.prefill_tokens}-token prefill and "
+        return (f"cycles of {Path(self.model.name).stem}'s {self.numerics} {prompt}decode steps compiled for one "
                 f"{self.chip.name} (a program per {self.cache_bucket}-slot cache bucket) at "
                 f"{self.chip.clock_hz / 1e6:g} MHz")
 
     def bucket(self, position: int) -> int:
         return bucket_of(position, self.cache_bucket)
 
-    def compiled(self) -> dict[int, int]:
-        """Cycles of the steps known so far, by cache length."""
+    def compiled(self) -> dict[str, int]:
+        """Cycles of the steps known so far, by shape: "1x64" is the decode step against 64 cache slots."""
         with self._lock:
-            return {n: p.cycles for n, p in sorted(self._programs.items())}
+            return {f"{t}x{n}": p.cycles for (t, n), p in sorted(self._programs.items())}
 
-    def step(self, cache_len: int) -> StepProgram:
-        """The step program for this cache length: from memory, from disk, or compiled now."""
+    def step(self, cache_len: int, tokens: int = 1) -> StepProgram:
+        """The step program of this shape: from memory, from disk, or compiled now."""
+        shape = (tokens, cache_len)
         with self._lock:
-            if cache_len in self._programs:
-                return self._programs[cache_len]
-            lock = self._compiling.setdefault(cache_len, threading.Lock())
+            if shape in self._programs:
+                return self._programs[shape]
+            lock = self._compiling.setdefault(shape, threading.Lock())
         with lock:
             with self._lock:
-                if cache_len in self._programs:
-                    return self._programs[cache_len]
-            program = self._load(cache_len) or self._compile(cache_len)
+                if shape in self._programs:
+                    return self._programs[shape]
+            program = self._load(shape) or self._compile(shape)
             with self._lock:
-                self._programs[cache_len] = program
+                self._programs[shape] = program
             return program
+
+    def prefill_steps(self, prompt_tokens: int) -> list[tuple[int, int]]:
+        """The (rows, cache slots) of a prompt's steps, in order."""
+        rows = 1 if prompt_tokens == 1 else self.prefill_tokens
+        return [(rows, self.bucket(position)) for position in range(0, prompt_tokens, rows)]
 
     def prefill_seconds(self, prompt_tokens: int) -> float:
         if prompt_tokens < 1:
             raise UserError(f"a prefill of {prompt_tokens} tokens is empty; give a prompt of at least one token")
-        steps = Counter(self.bucket(position) for position in range(prompt_tokens))
-        return sum(n * self.step(cache_len).cycles for cache_len, n in steps.items()) / self.chip.clock_hz
+        steps = Counter(self.prefill_steps(prompt_tokens))
+        return sum(n * self.step(cache_len, rows).cycles for (rows, cache_len), n in steps.items()) / self.chip.clock_hz
 
     def decode_seconds(self, context: int) -> float:
         return self.step(self.bucket(context - 1)).cycles / self.chip.clock_hz
 
     def warm(self, tokens: int, on_step: Callable[[StepProgram, int, int], None] = lambda p, i, n: None) -> None:
         """Make sure the steps of sequences up to `tokens` long are known, shortest cache first."""
-        lengths = sorted({self.bucket(position) for position in range(min(tokens, self.model.config.context))})
-        for i, cache_len in enumerate(lengths):
-            on_step(self.step(cache_len), i + 1, len(lengths))
+        tokens = min(tokens, self.model.config.context)
+        shapes = {(1, self.bucket(position)) for position in range(tokens)}
+        shapes |= set(self.prefill_steps(tokens))
+        order = sorted(shapes, key=lambda shape: (shape[1], shape[0]))
+        for i, (rows, cache_len) in enumerate(order):
+            on_step(self.step(cache_len, rows), i + 1, len(order))
 
-    def _path(self, cache_len: int) -> Path:
-        return self.cache_dir / f"{self._key[:32]}-{cache_len}.json"
+    def _path(self, shape: tuple[int, int]) -> Path:
+        return self.cache_dir / f"{self._key[:32]}-{shape[0]}x{shape[1]}.json"
 
-    def _load(self, cache_len: int) -> StepProgram | None:
+    def _load(self, shape: tuple[int, int]) -> StepProgram | None:
         try:
-            return StepProgram(**json.loads(self._path(cache_len).read_text()))
+            return StepProgram(**json.loads(self._path(shape).read_text()))
         except (OSError, ValueError, TypeError):  # not there yet, or unreadable: compile it again
             return None
 
-    def _compile(self, cache_len: int) -> StepProgram:
+    def _compile(self, shape: tuple[int, int]) -> StepProgram:
+        tokens, cache_len = shape
         start = time.perf_counter()
-        graph = build_step_graph(self.model.config, self.model.weights, self.numerics, 1, cache_len, self.chip)
+        graph = build_step_graph(self.model.config, self.model.weights, self.numerics, tokens, cache_len, self.chip)
         compiled = compile(graph, self.chip, check=False)
-        program = StepProgram(cache_len, plan_for(compiled.program).cycles, compiled.cycles_scheduled,
+        program = StepProgram(tokens, cache_len, plan_for(compiled.program).cycles, compiled.cycles_scheduled,
                               time.perf_counter() - start)
-        path = self._path(cache_len)
+        path = self._path(shape)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(f".{os.getpid()}.tmp")

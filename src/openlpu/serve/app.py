@@ -33,6 +33,7 @@ from openlpu.serve.scheduler import Scheduler
 API_PREFIXES = ("/openai/v1", "/v1")
 NUMERICS = "int8"  # SmolLM2's fp16 weights (269 MB) do not fit one chip
 CACHE_BUCKET = 64  # KV cache slots a step program is compiled for at a time (as lpu_engine.LpuEngine)
+PREFILL_TOKENS = 16  # prompt tokens a step: SmolLM2's 16-row int8 step fits one chip since SRAM reuse (15eade4)
 MAX_BODY_BYTES = 1 << 20
 
 
@@ -55,8 +56,8 @@ def build_engine(model: str, chips: int = 1, cache_dir: Path | None = None) -> R
         raise UserError(f"{model} needs {needed / 1e6:.0f} MB of int8 weights, more than one chip's "
                         f"{sram / 1e6:.0f} MB of SRAM; the service runs one replica per chip, so serve a smaller "
                         "model")
-    timing = CompiledTiming(loaded, NUMERICS, TSP_V1, CACHE_BUCKET, cache_dir)
-    return ReferenceEngine(loaded, timing, chips, NUMERICS, CACHE_BUCKET, TSP_V1)
+    timing = CompiledTiming(loaded, NUMERICS, TSP_V1, CACHE_BUCKET, cache_dir, PREFILL_TOKENS)
+    return ReferenceEngine(loaded, timing, chips, NUMERICS, CACHE_BUCKET, TSP_V1, PREFILL_TOKENS)
 
 
 def compiled_steps(timing) -> dict:
