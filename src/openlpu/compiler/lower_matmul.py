@@ -21,7 +21,7 @@ import numpy as np
 from openlpu.chip import numerics as nx
 from openlpu.chip.isa import ISA
 from openlpu.chip.operands import EAST, WEST, Ref
-from openlpu.compiler.layout import Part, Placed, halves, segments
+from openlpu.compiler.layout import Part, Placed, halves, row_split, segments
 from openlpu.compiler.place import Emit, Step, place
 from openlpu.compiler.resources import Pipe, Port
 from openlpu.errors import UserError
@@ -90,14 +90,19 @@ def lower_matmul(ctx, node, a: Placed, b: np.ndarray | Placed, out: Placed) -> i
         turn = ctx.matmul_turn % len(mine)
         mine = mine[turn:] + mine[:turn]
         ctx.matmul_turn += 1
-        for i, (plane, mxm) in enumerate(mine):
+        # fewer N tiles than units: the units that would idle take a share of the rows instead
+        groups = max(1, min(len(mine) // nt_count, rows))
+        row_groups = row_split(rows, groups)
+        for i, (plane, mxm) in enumerate(mine[:groups * min(nt_count, len(mine))]):
             west = mxm == "MXM_W"
             local = plane % 2 if dtype == "int8" else 0
             base = half * local
             weight = (base,) if dtype == "int8" else (0, half)
+            sub0, subrows = row_groups[i % groups]
+            dealt = len(mine) // groups
             units.append(Unit(plane, mxm, WEST if west else EAST, EAST if west else WEST, weight,
-                              base + streams + streams % 2, base + half - 4, row0, row0 + rows,
-                              list(range(i, nt_count, len(mine)))))
+                              base + streams + streams % 2, base + half - 4, row0 + sub0, row0 + sub0 + subrows,
+                              list(range(i // groups, nt_count, dealt))))
 
     if computed:
         streams = 1
