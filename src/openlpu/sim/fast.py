@@ -19,7 +19,7 @@ import numpy as np
 
 from openlpu.chip.program import Program
 from openlpu.sim.fetch import PerVector, Store
-from openlpu.sim.plan import BOTH, COMMIT, READ, Chunk, Plan, build
+from openlpu.sim.plan import BOTH, READ, Chunk, Plan, build
 from openlpu.sim.result import RunResult
 from openlpu.sim.state import ChipState
 from openlpu.sim.verify import verify
@@ -85,15 +85,39 @@ def _compile(plan: Plan) -> list:
     for (c, step), release in zip(plan.steps, plan.release, strict=True):
         ch = plan.chunks[c]
         issue = ch.issue() if ch.batch.op.name not in _ONE_BY_ONE else None
-        read = _read(ch, issue) if step != COMMIT else None
-        commit = _commit(ch, issue) if step != READ else None
-        if step == BOTH:
-            out.append((_both(read, commit), release))
+        if step == BOTH and issue is not None and _plain(ch):
+            fn = _direct(ch, issue)
+        elif step == BOTH:
+            fn = _both(_read(ch, issue), _commit(ch, issue))
         elif step == READ:
-            out.append((_first(read, cells.setdefault(c, [None])), release))
+            fn = _first(_read(ch, issue), cells.setdefault(c, [None]))
         else:
-            out.append((_second(commit, cells.pop(c)), release))
+            fn = _second(_commit(ch, issue), cells.pop(c))
+        out.append((fn, release))
     return out
+
+
+def _plain(ch: Chunk) -> bool:
+    return (ch.whole and ch.batch.op.name not in ("SEND", "RECEIVE")
+            and not any(isinstance(f, PerVector) for f in ch.fetches))
+
+
+def _direct(ch: Chunk, issue):
+    """Read and commit of a whole batch in one function, the common case (fewer Python calls per step)."""
+    b = ch.batch
+    read, commit, i, typed = b.op.read, b.op.commit, b.id, b.op.unit == "VXM"
+    fetches = ch.fetches
+    single = fetches[0] if len(fetches) == 1 else None
+
+    def fn(st, store):
+        inputs = (single(store),) if single is not None else [f(store) for f in fetches]
+        payload = read(st, issue, inputs)
+        outputs = commit(st, issue, payload)
+        if typed:
+            store.typed[i] = payload
+        if outputs:
+            store.outs[i] = outputs
+    return fn
 
 
 def _both(read, commit):
