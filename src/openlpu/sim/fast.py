@@ -110,7 +110,7 @@ def _direct(ch: Chunk, issue):
     single = fetches[0] if len(fetches) == 1 else None
 
     def fn(st, store):
-        inputs = (single(store),) if single is not None else [f(store) for f in fetches]
+        inputs = (single(store),) if single is not None else [f(store) for f in fetches] if fetches else ()
         payload = read(st, issue, inputs)
         outputs = commit(st, issue, payload)
         if typed:

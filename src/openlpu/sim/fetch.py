@@ -97,6 +97,18 @@ class Assembled:
         return out.view(self.dtype)[..., 0]
 
 
+class Stacked:
+    """Each byte plane whole from one byte-wide output group (a value read from SRAM, a plane a slice)."""
+
+    def __init__(self, dtype: str, planes: list):
+        self.dtype, self.planes = nx.DTYPES[dtype], planes  # per plane: (batch, group, rows)
+        self.sources = tuple({p[0] for p in planes})
+
+    def __call__(self, store: Store) -> np.ndarray:
+        outs = store.outs
+        return np.stack([outs[b][g][rows] for b, g, rows in self.planes], axis=-1).view(self.dtype)[..., 0]
+
+
 class Typed:
     """Payload rows of one batch (an ALU latch, a C2C link), in the dtype they were computed in."""
 
@@ -156,6 +168,10 @@ def make_stream_fetch(res: Resolution, start: int, n: int, lo: int, hi: int, dty
             and (sp == sp[0, 0] + np.arange(w)[:, None]).all()):
         b = res.batches[int(wb[0, 0])]
         return _simple(b, int(so[0, 0]), int(sp[0, 0]), _rows(sv[0] - b.v0), dtype)
+    if valid.all() and all(nx.width(res.batches[b].outs[g][1]) == 1 and (wb[p] == b).all() and (so[p] == g).all()
+                           for p, b, g in zip(range(w), wb[:, 0].tolist(), so[:, 0].tolist(), strict=True)):
+        return Stacked(dtype, [(b, g, _rows(sv[p] - res.batches[b].v0))
+                               for p, b, g in zip(range(w), wb[:, 0].tolist(), so[:, 0].tolist(), strict=True)])
     pieces = []
     for p in range(w):
         code = (wb[p] * 64 + so[p]) * 8 + sp[p]
