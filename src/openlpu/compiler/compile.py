@@ -127,11 +127,7 @@ class Ctx:
             candidates = [g for g in self.groups(width) if not busy & set(g)]
             if not candidates:
                 raise UserError(f"tensor {node.name} has no slices apart from its inputs' on {self.chip.name}.")
-            # a tensor's parts are read at once (by the two hemispheres' planes, say): apart if possible
-            taken = {s for p in placed_parts for s in p.slices}
-            apart = [g for g in candidates if not taken & set(g)]
-            spot = ((apart and self.alloc.find(apart, n_tiles * rows, not_before))
-                    or self.alloc.find(candidates, n_tiles * rows, not_before))
+            spot = self.alloc.find(candidates, n_tiles * rows, not_before)
             if spot is None and rows > 1 and not whole:  # no run holds the part: halve it, as free SRAM is in pieces
                 pending[:0] = [(row0 + r, n) for r, n in row_split(rows, 2)]
                 continue
