@@ -127,7 +127,11 @@ class Ctx:
             candidates = [g for g in self.groups(width) if not busy & set(g)]
             if not candidates:
                 raise UserError(f"tensor {node.name} has no slices apart from its inputs' on {self.chip.name}.")
-            spot = self.alloc.find(candidates, n_tiles * rows, not_before)
+            # a tensor's parts are read at once (by the two hemispheres' planes, say): apart if possible
+            taken = {s for p in placed_parts for s in p.slices}
+            apart = [g for g in candidates if not taken & set(g)]
+            spot = ((apart and self.alloc.find(apart, n_tiles * rows, not_before))
+                    or self.alloc.find(candidates, n_tiles * rows, not_before))
             if spot is None and rows > 1 and not whole:  # no run holds the part: halve it, as free SRAM is in pieces
                 pending[:0] = [(row0 + r, n) for r, n in row_split(rows, 2)]
                 continue
@@ -245,15 +249,15 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
             if b.op != "constant":
                 raise UserError(f"matmul {node.name}: {b.name} is computed, and computed weights must be rows: "
                                 f"use g.matmul_nt(a, b_transposed) (a . b^T, the MXM's native form).")
-            out = placed[node] = ctx.place_tensor(node, avoid=(a,))
+            out = placed[node] = ctx.place_tensor(node, avoid=anywhere(a))  # reads later rows as it writes earlier ones
             out.ready = lower_matmul(ctx, node, a, b.value, out)
         elif node.op == "row_sum":
             a = placed[node.inputs[0]]
-            out = placed[node] = ctx.place_tensor(node, avoid=(a,))
+            out = placed[node] = ctx.place_tensor(node, avoid=anywhere(a))
             out.ready = lower_matmul(ctx, node, a, ones_tile(node.inputs[0], chip.lanes), out)
         elif node.op == "matmul_nt":
             a, b = placed[node.inputs[0]], placed[node.inputs[1]]
-            out = placed[node] = ctx.place_tensor(node, avoid=(a, b))
+            out = placed[node] = ctx.place_tensor(node, avoid=anywhere(a, b))
             out.ready = lower_matmul(ctx, node, a, b, out)
         elif node.op == "clean":
             placed[node] = _clean(ctx, node, placed[node.inputs[0]])

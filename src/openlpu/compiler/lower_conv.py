@@ -40,7 +40,7 @@ def lower_conv2d(ctx, node: Node, x: Placed, weights) -> Placed:
     lanes = ctx.chip.lanes
     cols = x if _direct(node) else im2col(ctx, node, x)
     matmul = Node("matmul", (cols.node, node.inputs[1]), node.shape, node.dtype, node.name)
-    out = ctx.place_tensor(node, avoid=(cols,))
+    out = ctx.place_tensor(node, avoid=anywhere(cols))
     out.ready = lower_matmul(ctx, matmul, cols, conv_weights(weights, node.attrs, lanes), out)
     return out
 
