@@ -73,7 +73,7 @@ def run(args) -> int:
     info = {"url": base, "playground": f"{base}/", "api": [base + prefix for prefix in API_PREFIXES],
             "model": engine.model_id, "context": engine.context_length, "chips": args.chips,
             "concurrency": engine.concurrency, "pace": args.pace, "lpu_timing": engine.timing.kind,
-            "lpu_timing_source": engine.timing.source, "compiled_steps": engine.timing.compiled(),
+            "lpu_timing_source": engine.timing.source, "warm_tokens": args.warm_tokens,
             "api_key_required": args.api_key is not None}
 
     def render(console, d):
@@ -81,7 +81,8 @@ def run(args) -> int:
             ("chat page", d["playground"]), ("API", ", ".join(d["api"])), ("model", d["model"]),
             ("chips", f"{d['chips']} (one replica each: {d['concurrency']} at once)"),
             ("pace", d["pace"]), ("LPU timing", d["lpu_timing_source"]),
-            ("compiled steps", f"{len(d['compiled_steps'])} from the cache; the rest in the background (stderr)"),
+            ("step programs", f"for up to {d['warm_tokens']} tokens read from ~/.cache/openlpu or compiled in the "
+                              "background (stderr); others when first needed"),
             ("API key", "required" if d["api_key_required"] else "none"),
         ]))
 
