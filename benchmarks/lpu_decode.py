@@ -39,12 +39,13 @@ def run(model, layers: int, args) -> int:
     lpu = LpuEngine(model, args.numerics, executor="fast", cache_bucket=args.cache, prefill_tokens=args.prefill)
     gen = lpu.generate(prompt, args.tokens)
     decode = lpu.step(1, gen.decode[-1].cache_len)
+    (program,) = decode.stages  # one chip
     inputs = _decode_inputs(lpu, gen)
     t0 = time.perf_counter()
-    decode.compiled.run(inputs, executor="fast")
+    program.compiled.run(inputs, executor="fast")
     fast_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    decode.graph.evaluate(inputs, lanes=lpu.chip.lanes)
+    program.graph.evaluate(inputs, lanes=lpu.chip.lanes)
     evaluate_s = time.perf_counter() - t0
     reference = LpuEngine(model, args.numerics, executor="reference", cache_bucket=args.cache,
                           prefill_tokens=args.prefill).generate(prompt, args.tokens)
@@ -58,8 +59,8 @@ def run(model, layers: int, args) -> int:
     print(f"layers           {layers} of {args.full_layers}, {args.numerics}, cache bucket {args.cache}, "
           f"{len(prompt)} prompt tokens in steps of {args.prefill}")
     print(f"compile          {decode.compile_s:.1f} s decode step, {gen.compile_s:.1f} s all steps "
-          f"({len(decode.graph.nodes):,} graph nodes)")
-    print(f"decode cycles    {decode.compiled.cycles_scheduled:,} scheduled, {gen.decode[-1].cycles:,} run "
+          f"({len(program.graph.nodes):,} graph nodes)")
+    print(f"decode cycles    {program.compiled.cycles_scheduled:,} scheduled, {gen.decode[-1].cycles:,} run "
           f"({decode.cache_len}-slot cache) -> {clock / gen.decode[-1].cycles:,.0f} tokens/s at {clock / 1e6:.0f} MHz; "
           f"mean over the generation {gen.cycles_per_token:,.0f} -> {gen.tokens_per_s:,.0f} tokens/s")
     print(f"prefill          {gen.prefill_cycles:,} cycles -> time to first token {gen.ttft_s * 1e6:,.0f} us")
@@ -69,7 +70,7 @@ def run(model, layers: int, args) -> int:
           f"{fp32_s:.3f} s")
     if args.exact:
         t0 = time.perf_counter()
-        result = decode.compiled.run(inputs, executor="exact")
+        result = program.compiled.run(inputs, executor="exact")
         print(f"exact executor   {time.perf_counter() - t0:.1f} s for one decode step, "
               f"{result.vector_instructions:,} vector instructions, {result.cycles:,} cycles")
     return gen.decode[-1].cycles
