@@ -48,6 +48,12 @@ def to_planes(values: np.ndarray, dtype: str) -> list[np.ndarray]:
 def from_planes(planes, dtype: str) -> np.ndarray:
     """Byte planes (a sequence of [..., lanes] uint8 arrays) -> elements [..., lanes] of `dtype`."""
     first = planes[0]
+    if first.size >= 4096 and len(planes) > 1:  # large (installed weights): whole-array integer ops beat byte stores
+        out = np.zeros(first.shape, f"<u{len(planes)}")
+        for i in range(len(planes) - 1, -1, -1):
+            out <<= 8
+            out |= planes[i]
+        return out.view(DTYPES[dtype])
     out = np.empty((*first.shape, len(planes)), np.uint8)
     for i, plane in enumerate(planes):
         out[..., i] = plane
