@@ -139,8 +139,9 @@ class SramAllocator:
                 for start, end in runs:
                     if end - start < count:
                         continue
-                    # runs below the top room first, the tightest of them; then the most top room
-                    key = (0, end - start) if end <= top else (1, start - end)
+                    # runs below the top room first, the tightest of them; then the fewest fresh addresses
+                    # taken (each is lost to the weights for good), with the most top room left
+                    key = (0, end - start) if end <= top else (1, max(0, start + count - top), start - end)
                     if best is None or key < best[0]:
                         best = (key, group, bank, start)
         if best is None:
