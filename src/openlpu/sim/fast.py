@@ -21,7 +21,7 @@ from openlpu.chip.program import Program
 from openlpu.sim.fetch import PerVector, Store
 from openlpu.sim.plan import BOTH, READ, Chunk, Plan, build
 from openlpu.sim.result import RunResult
-from openlpu.sim.state import ChipState
+from openlpu.sim.state import ChipState, Sram
 from openlpu.sim.verify import verify
 
 # ops whose read or commit is defined on one vector only: run them vector by vector
@@ -40,7 +40,7 @@ def run(program: Program, check: bool = True) -> RunResult:
         raise plan.error.with_traceback(None)
     if plan.compiled is None:
         with _gc_paused():
-            plan.compiled = _compile(plan)
+            plan.compiled = _compile(plan, program.chip)
     st = ChipState(program)
     store = Store(len(plan.batches))
     for fn, release in plan.compiled:
@@ -78,13 +78,20 @@ def _gc_paused():
             gc.enable()
 
 
-def _compile(plan: Plan) -> list:
+def _compile(plan: Plan, chip) -> list:
     """The plan's steps as functions (state, store) -> None, each with the batches to drop after it."""
     out = []
     cells: dict[int, list] = {}  # chunk -> a cell passing its payload from its READ step to its COMMIT step
+    reads: list = []  # a run of READ steps, nothing between them
     for (c, step), release in zip(plan.steps, plan.release, strict=True):
         ch = plan.chunks[c]
         issue = ch.issue() if ch.batch.op.name not in _ONE_BY_ONE else None
+        if step == BOTH and ch.batch.op.name == "READ" and ch.whole:
+            reads.append((ch, issue, release))
+            continue
+        if reads:
+            out.append(_reads(reads, chip))
+            reads = []
         if step == BOTH and issue is not None and _plain(ch):
             fn = _direct(ch, issue)
         elif step == BOTH:
@@ -94,7 +101,34 @@ def _compile(plan: Plan) -> list:
         else:
             fn = _second(_commit(ch, issue), cells.pop(c))
         out.append((fn, release))
+    if reads:
+        out.append(_reads(reads, chip))
     return out
+
+
+def _reads(reads: list, chip) -> tuple:
+    """A run of READ steps with nothing between them as one step: SRAM does not change within the run, so one
+    gather of all their rows from the SRAM block copies what each READ would; each then commits its own."""
+    if len(reads) == 1:
+        ch, issue, release = reads[0]
+        return _direct(ch, issue), release
+    index = Sram.index(chip)
+    commit = reads[0][0].batch.op.commit
+    rows, members, release, at = [], [], [], 0
+    for ch, issue, dropped in reads:
+        addr = issue.args["addr"]
+        addr = np.arange(addr.start, addr.stop) if isinstance(addr, slice) else np.asarray(addr)
+        rows.append(index[ch.batch.slice] * chip.mem_addresses + addr)
+        members.append((ch.batch.id, issue, at, at + len(addr)))
+        release += dropped
+        at += len(addr)
+    rows = np.concatenate(rows)
+
+    def fn(st, store):
+        values = st.mem.rows.take(rows, axis=0)
+        for i, issue, lo, hi in members:
+            store.outs[i] = commit(st, issue, values[lo:hi])
+    return fn, release
 
 
 def _plain(ch: Chunk) -> bool:

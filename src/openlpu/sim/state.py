@@ -39,15 +39,19 @@ class Plane:
 
 
 class Sram(dict):
-    """MEM slice name -> [addresses, lanes] bytes, allocated when a program first touches the slice."""
+    """MEM slice name -> [addresses, lanes] bytes: views of one block, so that rows of several slices can be
+    gathered at once (`rows`: row `Sram.index(chip)[slice] * addresses + addr`). Its zeroed pages take no
+    memory until a program writes them."""
 
     def __init__(self, chip):
-        super().__init__()
-        self.shape = (chip.mem_addresses, chip.lanes)
+        index = Sram.index(chip)
+        block = np.zeros((len(index), chip.mem_addresses, chip.lanes), np.uint8)
+        self.rows = block.reshape(-1, chip.lanes)
+        super().__init__((name, block[i]) for name, i in index.items())
 
-    def __missing__(self, slice_: str) -> np.ndarray:
-        value = self[slice_] = np.zeros(self.shape, np.uint8)
-        return value
+    @staticmethod
+    def index(chip) -> dict[str, int]:
+        return {name: i for i, name in enumerate(s for s in chip.floorplan if s.startswith("MEM"))}
 
 
 class ChipState:
