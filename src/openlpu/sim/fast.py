@@ -83,6 +83,7 @@ def _compile(plan: Plan, chip) -> list:
     out = []
     cells: dict[int, list] = {}  # chunk -> a cell passing its payload from its READ step to its COMMIT step
     reads: list = []  # a run of READ steps, nothing between them
+    index = Sram.index(chip)
     for (c, step), release in zip(plan.steps, plan.release, strict=True):
         ch = plan.chunks[c]
         issue = ch.issue() if ch.batch.op.name not in _ONE_BY_ONE else None
@@ -90,7 +91,7 @@ def _compile(plan: Plan, chip) -> list:
             reads.append((ch, issue, release))
             continue
         if reads:
-            out.append(_reads(reads, chip))
+            out.append(_reads(reads, chip, index))
             reads = []
         if step == BOTH and issue is not None and _plain(ch):
             fn = _direct(ch, issue)
@@ -102,17 +103,16 @@ def _compile(plan: Plan, chip) -> list:
             fn = _second(_commit(ch, issue), cells.pop(c))
         out.append((fn, release))
     if reads:
-        out.append(_reads(reads, chip))
+        out.append(_reads(reads, chip, index))
     return out
 
 
-def _reads(reads: list, chip) -> tuple:
+def _reads(reads: list, chip, index: dict[str, int]) -> tuple:
     """A run of READ steps with nothing between them as one step: SRAM does not change within the run, so one
     gather of all their rows from the SRAM block copies what each READ would; each then commits its own."""
     if len(reads) == 1:
         ch, issue, release = reads[0]
         return _direct(ch, issue), release
-    index = Sram.index(chip)
     commit = reads[0][0].batch.op.commit
     rows, members, release, at = [], [], [], 0
     for ch, issue, dropped in reads:
