@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from openlpu.chip import numerics as nx
 from openlpu.chip.asm import assemble
 from openlpu.chip.isa import ISA
 from openlpu.errors import UserError
@@ -520,6 +521,24 @@ def test_fp16_matmul_sum_that_needs_more_than_53_bits_is_rounded_once():
     w[0, :3] = x[0, :3] = [16.0, 2.0**-8, 2.0**-24]
     z = _fp16_matmul(w, [x], ["set"])
     assert z[0, 0] == np.float32(256 + 2.0**-15)
+
+
+def test_fp16_mxm_kernel_on_sparse_weights_cancellations_and_zeros():
+    """The kernel's paths (float64 with an error bound, the exact split near a midpoint, only the nonzero
+    rows and columns of the weights) give every sum exactly rounded once, and +0 for sums that are zero."""
+    rng = np.random.default_rng(9)
+    w = np.zeros((24, 40), np.float16)
+    w[2, :3] = [16.0, 2.0**-8, 2.0**-24]  # with x's row 0 below: just above a midpoint, after a double rounding
+    w[5] = rng.standard_normal(40)
+    w[6, 1:5] = [1.0, -1.0, 3.0, -3.0]  # cancels to zero for x's row 1
+    w[11, 7] = 2.0**-14
+    w[17, 30:] = rng.standard_normal(10) * 1000
+    x = (rng.standard_normal((5, 40)) * 2.0 ** rng.integers(-10, 10, (5, 40))).astype(np.float16)
+    x[0, :3] = [16.0, 2.0**-8, 2.0**-24]
+    x[1, 1:5] = [7.0, 7.0, 5.0, 5.0]
+    x[2] = -0.0
+    x[3, ::2] = 0.0
+    same(nx.mxm_kernel("fp16", w)(x), fp16_matmul_exact(x, w))
 
 
 @pytest.mark.parametrize("via_buffers", [False, True])
