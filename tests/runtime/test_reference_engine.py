@@ -37,7 +37,7 @@ def prompt(engine):
 
 def test_greedy_tokens_and_text_are_the_lpu_engines_over_several_cache_buckets(tiny, engine, prompt):
     events = list(engine.generate(0, prompt, SamplingParams(temperature=0.0, max_tokens=40)))
-    lpu = LpuEngine(tiny, "int8", executor="reference", cache_bucket=16)  # one token a step, as served
+    lpu = LpuEngine(tiny, "int8", executor="reference", cache_bucket=16, prefill_tokens=1)  # as the fixture
     expected = lpu.generate(prompt, 40, tiny.tokenizer.stop_ids).token_ids
     assert len(prompt) + len(expected) > 16 * (GRAPHS_KEPT + 1)  # older step graphs were let go and rebuilt
     assert [e.token_id for e in events] == expected

@@ -23,7 +23,7 @@ from openlpu.runtime.lpu_engine import EXECUTORS, LpuEngine
 EPILOG = """examples:
   openlpu eval                                   int8 and fp16 against fp32, first 128 tokens
   openlpu eval --numerics int8 --tokens 511      the whole text (a few minutes)
-  openlpu eval --executor fast --tokens 16       run the compiled programs themselves (slow: a step per token)
+  openlpu eval --numerics int8 --executor fast   run the compiled programs themselves (slow: minutes a step)
 
 The default executor, reference, evaluates the step graph in numpy with the chip's numerics: the compiled
 programs give exactly its bits (tests/models/test_lpu_graph.py), so the scores are the LPU's."""
@@ -55,11 +55,9 @@ def run(args) -> int:
     base = score(fp32_logits, ids)
     rows = [{"numerics": "fp32", "executor": "numpy", "predictions": base.n_predictions,
              "perplexity": base.perplexity, "agreement": 1.0, "host_s": time.perf_counter() - t0}]
-    # a prefill step of 16 tokens does not fit one chip for SmolLM2: compiled runs go a token at a time
-    rows_per_step = 16 if args.executor == "reference" else 1
     for mode in args.numerics:
         t0 = time.perf_counter()
-        engine = LpuEngine(model, mode, executor=args.executor, cache_bucket=64, prefill_tokens=rows_per_step)
+        engine = LpuEngine(model, mode, executor=args.executor, cache_bucket=64, prefill_tokens=16)
         with progress_bar(args.json) as progress:
             logits = engine.teacher_forced_logits(ids, progress)[:-1]
         s = score(logits, ids, fp32_logits)

@@ -62,9 +62,9 @@ def add_model_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
                    help="how to run the programs (default %(default)s)")
     p.add_argument("--cache-bucket", type=int, default=64, metavar="SLOTS",
                    help="KV cache slots are compiled in multiples of this (default %(default)s)")
-    p.add_argument("--prefill-tokens", type=int, default=1, metavar="P",
-                   help="prompt tokens per prefill step; 1 runs the prompt through the decode step (SmolLM2's "
-                        "steps of several tokens do not fit one chip yet) (default %(default)s)")
+    p.add_argument("--prefill-tokens", type=int, default=16, metavar="P",
+                   help="prompt tokens per prefill step (SmolLM2 int8 fits one chip up to 16); 1 runs the prompt "
+                        "through the decode step (default %(default)s)")
 
 
 def add_trace_flag(p: argparse.ArgumentParser) -> None:

@@ -35,14 +35,10 @@ from openlpu.compiler.compile import compile
 from openlpu.errors import UserError
 from openlpu.models.lpu_graph import build_step_graph, check_numerics
 from openlpu.models.registry import LoadedModel
+from openlpu.runtime.lpu_engine import bucket_of
 from openlpu.sim.fast import plan_for
 
 SCHEDULE_PACKAGES = ("chip", "compiler", "models", "sim")  # the code a step's cycles depend on
-
-
-def bucket_of(position: int, cache_bucket: int) -> int:
-    """Cache slots of the step whose token sits at `position`: the cache padded as lpu_engine.LpuEngine pads it."""
-    return cache_bucket * max(1, -(-position // cache_bucket))
 
 
 def default_cache_dir() -> Path:

@@ -1,10 +1,11 @@
 """Generation with the llama step graph (models/lpu_graph.py) compiled for the simulated LPU.
 
-The engine strings steps together: prefill steps of `prefill_tokens` prompt tokens (default 1: the decode
-step, since SmolLM2's steps of 8 or more tokens do not fit one chip yet), then one decode step per generated
-token, sampled on the host from the step's logits (greedy, temperature, top-p, seed; stop tokens and stop
-strings end the answer). It owns the KV cache, on the host for now: every step receives the cache padded to a bucket of
-`cache_bucket` slots and returns its new keys and values, which the engine writes into the cache. One
+The engine strings steps together: prefill steps of `prefill_tokens` prompt tokens (default 16, the largest
+that fits one chip with SmolLM2's int8 weights), then one decode step per generated token, sampled on the
+host from the step's logits (greedy, temperature, top-p, seed; stop tokens and stop strings end the answer).
+Over several chips each step is a pipeline of stages (layer ranges) that hand the residual stream on over
+scheduled links. The KV cache is on the host for now: every step receives the cache padded to a bucket of
+`cache_bucket` slots and returns its new keys and values, which the sequence writes into the cache. One
 program is compiled per (tokens, cache bucket) and reused with new inputs; its cycles are known at compile
 time and the run confirms them. The embedding lookup is on the host too.
 
@@ -16,6 +17,7 @@ token for token.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -41,6 +43,12 @@ GREEDY = SamplingParams(temperature=0.0)
 
 # progress(phase, done, total): phase "prompt" while the prompt's steps run, "decode" for new tokens
 Progress = Callable[[str, int, int], None]
+
+
+def bucket_of(position: int, cache_bucket: int) -> int:
+    """Cache slots of the step whose first token sits at `position`: the cache padded to a multiple of
+    `cache_bucket` slots, at least one bucket."""
+    return cache_bucket * max(1, -(-position // cache_bucket))
 
 
 @dataclass
@@ -137,8 +145,8 @@ class LpuEngine:
     whole model when it fits); `generate` runs a generation."""
 
     def __init__(self, model: LoadedModel, numerics: str = "int8", chip: str | ChipSpec = "tsp-v1",
-                 executor: str = "fast", cache_bucket: int = 64, prefill_tokens: int = 1, chips: int = 1,
-                 failed_links: Iterable[str | int] = ()):
+                 executor: str = "fast", cache_bucket: int = 64, prefill_tokens: int = 16, chips: int = 1,
+                 failed_links: Iterable[str | int] = (), steps_kept: int | None = None):
         if executor not in EXECUTORS:
             raise UserError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}.")
         if cache_bucket < 1 or prefill_tokens < 1:
@@ -156,7 +164,8 @@ class LpuEngine:
         self.failed_links = tuple(parse_link(self.topology, name) for name in failed_links)
         self.known_failed: tuple[int, ...] = ()
         self.replans: list[MissingArrival] = []  # the detection behind each re-plan
-        self._steps: dict[tuple[int, int], Step] = {}
+        self.steps_kept = steps_kept  # step shapes held at once (None: all); the least recently used goes first
+        self._steps: OrderedDict[tuple[int, int], Step] = OrderedDict()
 
     @property
     def chips(self) -> int:
@@ -165,7 +174,9 @@ class LpuEngine:
     def step(self, tokens: int, cache_len: int) -> Step:
         """The (compiled) step for this shape, built on first use."""
         key = (tokens, cache_len)
-        if key not in self._steps:
+        if key in self._steps:
+            self._steps.move_to_end(key)
+        else:
             t0 = time.perf_counter()
             c, w = self.model.config, self.model.weights
             graphs = [build_step_graph(c, w, self.numerics, tokens, cache_len, self.chip, layers)
@@ -177,6 +188,8 @@ class LpuEngine:
                 compiled = None if self.executor == "reference" else compile(graph, self.chip, check=False)
                 stages.append(Stage(layers, graph, compiled))
             self._steps[key] = Step(tokens, cache_len, stages, self._plan_handoffs(tokens), time.perf_counter() - t0)
+            while self.steps_kept is not None and len(self._steps) > self.steps_kept:
+                self._steps.popitem(last=False)
         return self._steps[key]
 
     def _plan_handoffs(self, tokens: int) -> list[NetworkSchedule]:
@@ -218,7 +231,7 @@ class LpuEngine:
                 f"its {self.chip.sram_bytes / 2**20:,.0f} MiB of SRAM: {fix} or --numerics {other}.")
 
     def _bucket(self, n: int) -> int:
-        return self.cache_bucket * max(1, -(-n // self.cache_bucket))
+        return bucket_of(n, self.cache_bucket)
 
     def _check_length(self, prompt_tokens: int, new_tokens: int) -> None:
         if prompt_tokens + new_tokens > self.model.config.context:
@@ -273,7 +286,7 @@ class LpuEngine:
         replans_before = len(self.replans)
         sampler, detokenizer = Sampler(sampling), IncrementalDetokenizer(self.model.tokenizer)
         matcher = StopMatcher(sampling.stop)
-        seq = _Sequence(self, self._bucket(len(prompt) + max_new_tokens))
+        seq = self.sequence(len(prompt) + max_new_tokens)
         logits = seq.prefill(prompt, gen.prefill, progress)[-1][-1]
         cut = False  # the text ended at a stop string
         while True:
@@ -301,13 +314,17 @@ class LpuEngine:
         gen.host_s = time.perf_counter() - t_start
         return gen
 
+    def sequence(self, tokens: int) -> LpuSequence:
+        """A new sequence with room for `tokens` tokens in its KV cache."""
+        return LpuSequence(self, self._bucket(tokens))
+
     def teacher_forced_logits(self, ids: Sequence[int], progress: Progress | None = None) -> np.ndarray:
         """Logits [len(ids), vocab]: row i predicts ids[i + 1] having seen ids[:i + 1] (prefill steps only)."""
         ids = self._check(ids, 0)
-        return np.concatenate(_Sequence(self, self._bucket(len(ids))).prefill(ids, [], progress))
+        return np.concatenate(self.sequence(len(ids)).prefill(ids, [], progress))
 
 
-class _Sequence:
+class LpuSequence:
     """One sequence's KV cache, on the host, and the steps that extend it."""
 
     def __init__(self, engine: LpuEngine, capacity: int):

@@ -14,20 +14,15 @@ generation ends or is closed.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-
-from openlpu.chip.spec import ChipSpec, get_chip
-from openlpu.compiler.graph import Graph
+from openlpu.chip.spec import ChipSpec
 from openlpu.errors import UserError
-from openlpu.models.lpu_graph import build_step_graph, check_numerics, step_inputs
 from openlpu.models.registry import LoadedModel
-from openlpu.runtime.compiled_timing import bucket_of
 from openlpu.runtime.detokenize import IncrementalDetokenizer
 from openlpu.runtime.engine import FINISH_LENGTH, FINISH_STOP, Engine, LpuTiming, TokenEvent
+from openlpu.runtime.lpu_engine import LpuEngine
 from openlpu.runtime.sampling import Sampler, SamplingParams, StopMatcher
 
 GRAPHS_KEPT = 2  # step graphs held at once: SmolLM2's take ~0.9 GB each with their prepared weight tiles
@@ -44,19 +39,25 @@ class ReferenceEngine(Engine):
                  cache_bucket: int = 64, chip: str | ChipSpec = "tsp-v1", prefill_tokens: int = 1) -> None:
         if concurrency < 1:
             raise UserError(f"engine concurrency {concurrency} must be at least 1 sequence")
-        if cache_bucket < 1 or prefill_tokens < 1:
-            raise UserError(f"cache bucket {cache_bucket} and prefill tokens {prefill_tokens} must be at least 1")
         self.model = model
         self.model_id = served_model_id(model)
         self.aliases = frozenset({model.name, Path(model.path).stem}) - {self.model_id}
         self.context_length = model.config.context
         self.concurrency = concurrency
         self.timing = timing
-        self.numerics, self.cache_bucket, self.chip = check_numerics(numerics), cache_bucket, get_chip(chip)
-        self.prefill_tokens = prefill_tokens
+        # the LPU engine's own sequences, with the reference executor: the step graphs evaluated, not compiled
+        self.lpu = LpuEngine(model, numerics, chip, "reference", cache_bucket, prefill_tokens, steps_kept=GRAPHS_KEPT)
+        self.numerics = self.lpu.numerics
         self.tokens_source = (f"the {self.numerics} step graph's numpy reference (Graph.evaluate), which the "
                               "compiled program equals bit for bit")
-        self._graphs: OrderedDict[tuple[int, int], Graph] = OrderedDict()
+
+    @property
+    def cache_bucket(self) -> int:
+        return self.lpu.cache_bucket
+
+    @property
+    def prefill_tokens(self) -> int:
+        return self.lpu.prefill_tokens
 
     def prompt_ids(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
         return self.model.tokenizer.encode_chat(messages)
@@ -72,10 +73,10 @@ class ReferenceEngine(Engine):
 
     def _generate(self, prompt: Sequence[int], params: SamplingParams, budget: int) -> Iterator[TokenEvent]:
         tokenizer = self.model.tokenizer
-        sequence = _Sequence(self)
+        sequence = self.lpu.sequence(len(prompt) + budget)
         sampler, detokenizer, stops = Sampler(params), IncrementalDetokenizer(tokenizer), StopMatcher(params.stop)
         start = time.perf_counter()
-        logits = sequence.prefill(prompt)
+        logits = sequence.prefill(list(prompt), [])[-1][-1]
         lpu_s = self.timing.prefill_seconds(len(prompt))
         for index in range(budget):
             token = sampler.choose(logits)
@@ -92,60 +93,5 @@ class ReferenceEngine(Engine):
             if finish:
                 return
             start = time.perf_counter()
-            logits = sequence.step([token], 1)
+            logits = sequence.run([token], 1, [])[-1]
             lpu_s = self.timing.decode_seconds(len(prompt) + index + 1)
-
-    def step_graph(self, tokens: int, cache_len: int) -> Graph:
-        """The step of `tokens` rows against `cache_len` slots; the least recently used beyond GRAPHS_KEPT goes."""
-        shape = (tokens, cache_len)
-        if shape in self._graphs:
-            self._graphs.move_to_end(shape)
-        else:
-            c = self.model.config
-            self._graphs[shape] = build_step_graph(c, self.model.weights, self.numerics, tokens, cache_len, self.chip)
-            while len(self._graphs) > GRAPHS_KEPT:
-                self._graphs.popitem(last=False)
-        return self._graphs[shape]
-
-
-class _Sequence:
-    """One sequence's KV cache (fp16, grown a bucket at a time) and the steps that extend it."""
-
-    def __init__(self, engine: ReferenceEngine) -> None:
-        c = engine.model.config
-        kv = c.n_kv_heads * c.head_dim
-        self.engine, self.position = engine, 0
-        self.k = np.zeros((c.n_layers, 0, kv), np.float16)
-        self.vt = np.zeros((c.n_layers, kv, 0), np.float16)
-
-    def prefill(self, ids: Sequence[int]) -> np.ndarray:
-        """The prompt in steps of `prefill_tokens` rows (one token: the decode step); the last token's logits."""
-        rows = 1 if len(ids) == 1 else self.engine.prefill_tokens
-        for start in range(0, len(ids), rows):
-            logits = self.step(ids[start:start + rows], rows)
-        return logits
-
-    def step(self, ids: Sequence[int], rows: int) -> np.ndarray:
-        """`ids` at the current position in a step of `rows` tokens (the rest padding, last, so no real token
-        sees it); stores their keys and values; returns the last one's logits."""
-        engine, c, n = self.engine, self.engine.model.config, len(ids)
-        cache_len = bucket_of(self.position, engine.cache_bucket)
-        graph = engine.step_graph(rows, cache_len)
-        room = bucket_of(self.position + rows, engine.cache_bucket)  # the cache as read, and the new slots
-        if self.k.shape[1] < room:
-            grow = room - self.k.shape[1]
-            self.k = np.pad(self.k, ((0, 0), (0, grow), (0, 0)))
-            self.vt = np.pad(self.vt, ((0, 0), (0, 0), (0, grow)))
-        embeddings = np.zeros((rows, c.d_model), np.float32)
-        embeddings[:n] = engine.model.weights.token_embd[list(ids)]
-        inputs = step_inputs(c, embeddings, self.position, cache_len)
-        for i in range(c.n_layers):
-            inputs[f"k{i}"] = self.k[i, :cache_len]
-            inputs[f"vt{i}"] = self.vt[i, :, :cache_len]
-        outputs = graph.evaluate(inputs, lanes=engine.chip.lanes)
-        end = self.position + n
-        for i in range(c.n_layers):
-            self.k[i, self.position:end] = outputs[f"k_new{i}"][:n]
-            self.vt[i, :, self.position:end] = outputs[f"v_new{i}"][:n].T
-        self.position = end
-        return outputs["logits"][n - 1]
