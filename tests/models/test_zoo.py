@@ -117,21 +117,9 @@ def test_hf_config_round_trip(tmp_path, name):
 
 def _gguf_header(path, config: DecoderConfig):
     """A llama GGUF as llama.cpp writes one for `config` (experts in the header), with only its embedding."""
-    from gguf import GGUFWriter
+    from openlpu.models.tiny_gguf import llama_header
 
-    writer = GGUFWriter(path, "llama")
-    writer.add_name(config.name)
-    writer.add_block_count(config.n_layers)
-    writer.add_context_length(config.context)
-    writer.add_embedding_length(config.d_model)
-    writer.add_feed_forward_length(config.d_ffn)
-    writer.add_head_count(config.n_heads)
-    writer.add_head_count_kv(config.n_kv_heads)
-    writer.add_rope_freq_base(config.rope_theta)
-    writer.add_layer_norm_rms_eps(config.norm_eps)
-    if config.is_moe:
-        writer.add_expert_count(config.n_experts)
-        writer.add_expert_used_count(config.experts_per_token)
+    writer = llama_header(path, config)
     writer.add_tensor("token_embd.weight", np.zeros((config.vocab, config.d_model), np.float16))
     writer.add_tensor("output.weight", np.zeros((config.vocab, config.d_model), np.float16))
     writer.write_header_to_file()

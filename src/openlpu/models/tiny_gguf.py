@@ -120,12 +120,8 @@ def tiny_weights(config: DecoderConfig = TINY_CONFIG, seed: int = 0) -> dict[str
     return w
 
 
-def write_tiny_gguf(path: str | Path, *, seed: int = 0, tensor_type: str = "F32", tied: bool = True) -> Path:
-    """Write the tiny model; matrices stored as `tensor_type` (F32, F16, Q8_0, Q4_1, ...), norms as F32."""
-    config = replace(TINY_CONFIG, tie_embeddings=tied)
-    qtype = GGMLQuantizationType[tensor_type]
-    tokens, types, merges = tiny_vocabulary()
-    path = Path(path)
+def llama_header(path, config: DecoderConfig) -> GGUFWriter:
+    """A GGUF writer for a llama-architecture file with `config`'s hyperparameters, as llama.cpp names them."""
     writer = GGUFWriter(path, "llama")
     writer.add_name(config.name)
     writer.add_block_count(config.n_layers)
@@ -136,6 +132,19 @@ def write_tiny_gguf(path: str | Path, *, seed: int = 0, tensor_type: str = "F32"
     writer.add_head_count_kv(config.n_kv_heads)
     writer.add_rope_freq_base(config.rope_theta)
     writer.add_layer_norm_rms_eps(config.norm_eps)
+    if config.is_moe:
+        writer.add_expert_count(config.n_experts)
+        writer.add_expert_used_count(config.experts_per_token)
+    return writer
+
+
+def write_tiny_gguf(path: str | Path, *, seed: int = 0, tensor_type: str = "F32", tied: bool = True) -> Path:
+    """Write the tiny model; matrices stored as `tensor_type` (F32, F16, Q8_0, Q4_1, ...), norms as F32."""
+    config = replace(TINY_CONFIG, tie_embeddings=tied)
+    qtype = GGMLQuantizationType[tensor_type]
+    tokens, types, merges = tiny_vocabulary()
+    path = Path(path)
+    writer = llama_header(path, config)
     writer.add_rope_dimension_count(config.head_dim)
     writer.add_vocab_size(config.vocab)
     writer.add_tokenizer_model("gpt2")
