@@ -17,7 +17,16 @@ from openlpu.chip.operands import Ref
 from openlpu.chip.program import Instr, Program, Tensor
 from openlpu.chip.spec import ChipSpec, get_chip
 from openlpu.compiler.alloc import SramAllocator
-from openlpu.compiler.graph import ELEMENTWISE, Graph, Node, check_input, ones_tile
+from openlpu.compiler.graph import (
+    ELEMENTWISE,
+    Graph,
+    Node,
+    check_input,
+    check_writes,
+    ones_tile,
+    state_value,
+    write_position,
+)
 from openlpu.compiler.internal import anywhere, release
 from openlpu.compiler.layout import Part, Placed, declare, halves, row_split, set_value, tiles, unpack
 from openlpu.compiler.lower_columns import lower_columns, on_tile_edges
@@ -27,6 +36,7 @@ from openlpu.compiler.lower_fused import alus_needed, chain_operands, fusable, l
 from openlpu.compiler.lower_gather import lower_gather
 from openlpu.compiler.lower_matmul import lower_matmul
 from openlpu.compiler.lower_reduce import lower_row_max
+from openlpu.compiler.lower_scatter import lower_write_rows
 from openlpu.compiler.lower_sxm import lower_lane_move
 from openlpu.compiler.lower_vxm import lower_elementwise
 from openlpu.compiler.resources import Pipe, Resources
@@ -101,7 +111,7 @@ class Ctx:
     def place_tensor(self, node: Node, avoid: tuple[Placed, ...] = (), not_before: int | None = None,
                      whole: bool = False) -> Placed:
         """SRAM for a tensor: its rows in halves (one per hemisphere, layout.halves), each half in
-        parts that fit one bank; `whole` keeps all rows in one part (a gather table). A part keeps away from
+        parts that fit one bank; `whole` keeps all rows in one part (a gather table, a state). A part keeps away from
         the slices that the same rows of an op's inputs `avoid` stream from (one queue per slice cannot stream
         a READ and a WRITE at once)."""
         width = nx.width(node.dtype)
@@ -111,7 +121,8 @@ class Ctx:
             raise UserError(f"tensor {node.name} has {node.cols:,} columns: at most "
                             f"{self.chip.bank_size * self.chip.lanes:,} fit one bank of a slice on {self.chip.name}.")
         if whole and node.rows > per_part:
-            raise UserError(f"gather table {node.name}{list(node.shape)} needs {node.rows * n_tiles:,} vectors in one "
+            kind = "state" if node.op == "state" else "gather table"
+            raise UserError(f"{kind} {node.name}{list(node.shape)} needs {node.rows * n_tiles:,} vectors in one "
                             f"slice group, more than a bank's {self.chip.bank_size:,} on {self.chip.name}: split it "
                             f"into row ranges of at most {per_part:,} rows.")
         # an op's output may reuse a dead tensor's SRAM once the op's inputs are ready (see SramAllocator)
@@ -182,16 +193,30 @@ class Compiled:
     matmuls: list[MatmulStat] = field(default_factory=list)
     ops: list[OpSpan] = field(default_factory=list)
     sram_bytes: int = 0  # SRAM the program ever uses (weights, constants, and activations' reused space)
+    states: dict[str, Placed] = field(default_factory=dict)  # state tensors by name
+    # the state tensors' SRAM contents between runs (by name; zeros before the first write)
+    state: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def chip(self) -> ChipSpec:
         return self.program.chip
 
-    def run(self, inputs: dict[str, np.ndarray], executor: str = "exact") -> RunResult:
-        """Run on the chosen executor; `result.outputs` holds the graph's outputs by name."""
+    def run(self, inputs: dict[str, np.ndarray], executor: str = "exact",
+            state: dict[str, np.ndarray] | None = None) -> RunResult:
+        """Run on the chosen executor; `result.outputs` holds the graph's outputs by name.
+
+        State tensors keep their SRAM from one run to the next, as the chip's SRAM does between program
+        invocations: nothing reloads them. The simulator builds a fresh ChipState per run, so their final
+        contents are read back into `state` (`self.state` by default) and loaded into the next run's SRAM,
+        at the same addresses; no other tensor of the program ever takes those addresses."""
+        state = self.state if state is None else state
         for node in self.graph.nodes:
             if node.op == "input":
                 set_value(self.program, self.placed[node.name], check_input(node, inputs))
+            elif node.op == "state":
+                set_value(self.program, self.states[node.name], state_value(node, state))
+            elif node.op == "write_rows":
+                write_position(node, inputs)  # the chip would write out of the state's rows: refuse it here
         if executor == "exact":
             result = exact.run(self.program, check=False)
         elif executor == "fast":
@@ -205,6 +230,8 @@ class Compiled:
         for name in self.graph.outputs:
             placed = self.placed[name]
             outs[name] = unpack([result.outputs[n] for n in placed.names], placed, lanes)
+        for name, placed in self.states.items():
+            state[name] = unpack([result.outputs[n] for n in placed.names], placed, lanes)
         result.outputs = outs
         return result
 
@@ -215,6 +242,7 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
     chip = get_chip(chip)
     if not graph.outputs:
         raise UserError("the graph has no outputs: mark at least one with g.output(name, tensor).")
+    check_writes(graph)
     ctx = Ctx(chip)
     placed: dict[Node, Placed] = {}
     outputs = {node: name for name, node in graph.outputs.items()}
@@ -225,7 +253,9 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
     kept = set()  # id(Placed) of outputs: their SRAM is never handed back
     chains = _chains(graph, consumers, outputs, chip.vxm_alus_per_lane)
     fused = {m for chain in chains.values() for m in chain[:-1]}  # lowered with their chain's last op
-    for node in graph.nodes:
+    # writes into state go last: each lands after every reader of its state, which must all be lowered
+    order = [n for n in graph.nodes if n.op != "write_rows"] + [n for n in graph.nodes if n.op == "write_rows"]
+    for node in order:
         if node in fused:
             continue
         before = {q: len(instrs) for q, instrs in program.queues.items()}
@@ -233,6 +263,14 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
         if node.op == "input":
             p = placed[node] = ctx.place_tensor(node, whole=table)
             declare(program, p)
+        elif node.op == "state":  # fresh SRAM in one slice group (rows addressed at run time), never handed back
+            p = placed[node] = ctx.place_tensor(node, whole=True)
+            declare(program, p, output=True)
+            kept.add(id(p))
+        elif node.op == "write_rows":
+            state = placed[node.inputs[0]]
+            done = lower_write_rows(ctx, node, state, placed[node.inputs[1]], placed[node.inputs[2]])
+            placed[node] = Placed(node, state.tiles, state.parts, done)
         elif node.op == "constant":
             if consumers[node] and all(u.op in ("matmul", "conv2d") and u.inputs[1] is node for u in consumers[node]):
                 continue  # weights only: striped over the weight slices by each matmul itself
@@ -315,8 +353,9 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
         verify(program)
     by_name = {n.name: p for n, p in placed.items() if n.op == "input"}
     by_name.update({name: placed[n] for name, n in graph.outputs.items()})
+    states = {n.name: p for n, p in placed.items() if n.op == "state"}
     end = max((i.cycle for q in program.queues.values() for i in q), default=0)
-    return Compiled(graph, program, by_name, end, ctx.matmuls, spans, ctx.alloc.footprint_bytes())
+    return Compiled(graph, program, by_name, end, ctx.matmuls, spans, ctx.alloc.footprint_bytes(), states)
 
 
 def _chains(graph: Graph, consumers: dict[Node, list[Node]], outputs, alus: int) -> dict[Node, list[Node]]:

@@ -77,6 +77,7 @@ class Graph:
         self._names: set[str] = set()
         self._consts: dict[str, Node] = {}  # shared constants of the composite ops
         self._kernels: dict[tuple[int, int], list] = {}  # prepared MXM tiles of constant weights (evaluate)
+        self.state_values: dict[str, np.ndarray] = {}  # state tensors' contents between evaluations
 
     # ---- building ----
     def _add(self, op, inputs, shape, dtype, name=None, **attrs) -> Node:
@@ -103,6 +104,28 @@ class Graph:
         if node.shape == (1, 1):
             node.attrs["replicated"] = True  # stored as a full vector (compile), so any lane holds it
         return node
+
+    def state(self, name: str, shape, dtype) -> Node:
+        """A tensor that lives in SRAM across runs of the compiled program (a KV cache): placed once, zero at
+        first, never reloaded. Its readers see its contents at the start of a run; `write_rows` changes it
+        for the runs after."""
+        return self._add("state", (), _shape2(shape), canonical_dtype(dtype), name)
+
+    def write_rows(self, state: Node, value: Node, position: Node, name=None) -> Node:
+        """Write value's rows into rows position.. of `state`, position an input [1, 1] int32 given per run. The
+        write lands after every reader of the state in the run (readers see the old rows). On the chip the
+        addresses are computed from the position and each vector is written by MEM SCATTER."""
+        if state.op != "state":
+            raise UserError(f"write_rows writes a state tensor; {state.name} is a {state.op}: make it with g.state.")
+        if any(n.op == "write_rows" and n.inputs[0] is state for n in self.nodes):
+            raise UserError(f"state {state.name} is already written in this graph: write it once per run.")
+        if value.dtype != state.dtype or value.cols != state.cols or value.rows > state.rows:
+            raise UserError(f"write_rows {value.name}{list(value.shape)}:{value.dtype} into {state.name}"
+                            f"{list(state.shape)}:{state.dtype}: give rows of the state's columns and dtype.")
+        if position.op != "input" or position.shape != (1, 1) or position.dtype != "int32":
+            raise UserError(f"write_rows position {position.name} must be an input [1, 1] of int32.")
+        rep = self.row_max(position)  # the position in every lane, for the address vectors
+        return self._add("write_rows", (state, value, rep), state.shape, state.dtype, name, position=position.name)
 
     def output(self, name: str, node: Node) -> Node:
         if name in self.outputs:
@@ -412,16 +435,32 @@ class Graph:
                 users[i].append(n)
         return users
 
-    def evaluate(self, inputs: dict[str, np.ndarray], lanes: int = 320) -> dict[str, np.ndarray]:
-        """Run the graph in numpy with the chip's numerics (the MXM's K tile is `lanes` long)."""
+    def evaluate(self, inputs: dict[str, np.ndarray], lanes: int = 320,
+                 state: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Run the graph in numpy with the chip's numerics (the MXM's K tile is `lanes` long). State tensors
+        are read from `state` (by name; zeros when absent) and their writes stored back into it once the run
+        is done; without `state` the graph keeps its own across evaluations (`self.state_values`)."""
+        state = self.state_values if state is None else state
+        check_writes(self)
         values: dict[Node, np.ndarray] = {}
         for n in self.nodes:
-            values[n] = self._eval(n, values, inputs, lanes)
+            if n.op == "state":
+                values[n] = state_value(n, state)
+            else:
+                values[n] = self._eval(n, values, inputs, lanes)
+        for n in self.nodes:
+            if n.op == "write_rows":
+                state[n.inputs[0].name] = values[n]
         return {name: values[n] for name, n in self.outputs.items()}
 
     def _eval(self, n: Node, values, inputs, lanes) -> np.ndarray:
         if n.op == "input":
             return check_input(n, inputs)
+        if n.op == "write_rows":
+            pos = write_position(n, inputs)
+            new = values[n.inputs[0]].copy()
+            new[pos:pos + n.inputs[1].rows] = values[n.inputs[1]]
+            return new
         if n.op == "constant":
             return n.value
         args = [values[i] for i in n.inputs]
@@ -571,6 +610,39 @@ def pool_reference(cols: np.ndarray, dtype: str, attrs: dict, lanes: int) -> np.
 def ones_tile(a: Node, lanes: int) -> np.ndarray:
     """The weights of row_sum: ones [cols, lanes] (every output lane gets the row's sum)."""
     return np.ones((a.cols, lanes), dtype=nx.DTYPES[a.dtype])
+
+
+def check_writes(graph: Graph) -> None:
+    """A write_rows is a side effect: nothing may read its result."""
+    for n in graph.nodes:
+        used = [u for u in n.inputs if u.op == "write_rows"]
+        if used:
+            raise UserError(f"{n.name} reads write_rows {used[0].name}, which has no value: read the state "
+                            f"{used[0].inputs[0].name} in the next run instead.")
+    outs = [name for name, n in graph.outputs.items() if n.op == "write_rows"]
+    if outs:
+        raise UserError(f"output {outs[0]!r} is a write_rows, which has no value: output the rows it writes.")
+
+
+def state_value(n: Node, state: dict[str, np.ndarray]) -> np.ndarray:
+    """A state tensor's contents (zeros before its first write)."""
+    value = state.get(n.name)
+    if value is None:
+        return np.zeros(n.shape, nx.DTYPES[n.dtype])
+    arr = np.asarray(value)
+    if arr.shape != n.shape:
+        raise UserError(f"state {n.name!r} has shape {list(arr.shape)}; the graph expects {list(n.shape)}.")
+    return arr.astype(nx.DTYPES[n.dtype])
+
+
+def write_position(n: Node, inputs: dict) -> int:
+    """The run's position of a write_rows, checked to keep its rows inside the state."""
+    pos = int(np.asarray(inputs[n.attrs["position"]]).reshape(-1)[0])
+    state, rows = n.inputs[0], n.inputs[1].rows
+    if not 0 <= pos <= state.rows - rows:
+        raise UserError(f"position {pos} of {n.name} puts {rows} rows outside the {state.rows} rows of state "
+                        f"{state.name}: give a position in 0..{state.rows - rows}.")
+    return pos
 
 
 def check_input(n: Node, inputs: dict) -> np.ndarray:

@@ -1,0 +1,96 @@
+"""State in SRAM across runs (`Graph.state`, `write_rows` on MEM SCATTER): run after run, a verified program's
+outputs and state equal the reference's, whose state is carried between evaluations, on both executors."""
+
+import numpy as np
+import pytest
+
+from openlpu.compiler.compile import compile
+from openlpu.compiler.graph import Graph
+from openlpu.errors import UserError
+
+MINI_LANES = 32
+NP = {"int8": np.int8, "int32": np.int32, "fp16": np.float16, "fp32": np.float32}
+
+
+def _cache_graph(rows: int, cols: int, dtype: str, tokens: int, write_first: bool) -> Graph:
+    """y = x . S^T read from the state S [rows, cols]; x's rows (doubled in fp16) written into S at `pos`.
+    `write_first` builds the write before the read: the read must still see the old rows."""
+    g = Graph()
+    s = g.state("S", (rows, cols), dtype)
+    x = g.input("x", (tokens, cols), dtype)
+    pos = g.input("pos", (1, 1), "int32")
+    new = x if dtype != "fp16" else g.cast(g.mul(g.cast(x, "fp32"), 2.0), "fp16")
+
+    def read():
+        if dtype in ("fp16", "int8"):
+            g.output("y", g.matmul_nt(x, s))
+        else:
+            g.output("y", g.add(g.slice(s, rows=(0, tokens)), x))
+
+    if not write_first:
+        read()
+    g.write_rows(s, new, pos)
+    if write_first:
+        read()
+    return g
+
+
+def _values(rng, dtype, shape):
+    if dtype.startswith("int"):
+        return rng.integers(-100, 100, shape).astype(NP[dtype])
+    return rng.standard_normal(shape).astype(NP[dtype])
+
+
+@pytest.mark.parametrize("rows, cols, dtype, tokens, write_first", [
+    (20, 24, "fp16", 3, False),   # one tile, a few rows at a time
+    (40, 70, "fp16", 1, True),    # three tiles (the last partial), written before read in graph order
+    (33, 32, "int8", 5, False),
+    (16, 40, "fp32", 2, True),    # four byte planes
+    (200, 32, "fp16", 130, False),  # the value in two row parts, one per hemisphere
+])
+def test_state_persists_and_equals_reference(rows, cols, dtype, tokens, write_first):
+    g = _cache_graph(rows, cols, dtype, tokens, write_first)
+    compiled = compile(g, "tsp-mini")  # verified
+    rng = np.random.default_rng(rows + cols)
+    ref_state, fast_state = {}, {}
+    for k, pos in enumerate([0, min(tokens, rows - tokens), rows - tokens, 1]):
+        inputs = {"x": _values(rng, dtype, (tokens, cols)), "pos": np.array([[pos]], np.int32)}
+        want = g.evaluate(inputs, lanes=MINI_LANES, state=ref_state)
+        exact = compiled.run(inputs, executor="exact")
+        fast = compiled.run(inputs, executor="fast", state=fast_state)
+        assert exact.cycles == fast.cycles
+        for got in (exact.outputs["y"], fast.outputs["y"]):
+            assert np.array_equal(got.view(np.uint8), want["y"].view(np.uint8)), k
+        for got in (compiled.state["S"], fast_state["S"]):
+            assert np.array_equal(got.view(np.uint8), ref_state["S"].view(np.uint8)), k
+    assert np.any(ref_state["S"] != 0)
+
+
+def test_reference_keeps_its_own_state():
+    g = _cache_graph(8, 4, "fp32", 2, False)
+    one = {"x": np.ones((2, 4), np.float32), "pos": np.array([[3]], np.int32)}
+    g.evaluate(one, lanes=MINI_LANES)
+    assert np.array_equal(g.state_values["S"][3:5], np.ones((2, 4)))
+    assert not np.any(g.state_values["S"][:3]) and not np.any(g.state_values["S"][5:])
+
+
+def test_bad_state_writes_are_refused():
+    g = _cache_graph(8, 4, "fp32", 2, False)
+    compiled = compile(g, "tsp-mini", check=False)
+    bad = {"x": np.ones((2, 4), np.float32), "pos": np.array([[7]], np.int32)}
+    for run in (lambda: g.evaluate(bad, lanes=MINI_LANES), lambda: compiled.run(bad, executor="fast")):
+        with pytest.raises(UserError, match="position 7 .* give a position in 0..6"):
+            run()
+    g = Graph()
+    s = g.state("S", (8, 4), "fp32")
+    pos = g.input("pos", (1, 1), "int32")
+    with pytest.raises(UserError, match="must be an input"):
+        g.write_rows(s, g.input("x", (1, 4), "fp32"), g.add(pos, 1))
+    with pytest.raises(UserError, match="columns and dtype"):
+        g.write_rows(s, g.input("h", (1, 4), "fp16"), pos)
+    w = g.write_rows(s, g.input("v", (1, 4), "fp32"), pos)
+    with pytest.raises(UserError, match="write it once per run"):
+        g.write_rows(s, g.input("u", (1, 4), "fp32"), pos)
+    g.output("w", w)
+    with pytest.raises(UserError, match="has no value"):
+        compile(g, "tsp-mini", check=False)
