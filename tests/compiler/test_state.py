@@ -94,3 +94,25 @@ def test_bad_state_writes_are_refused():
     g.output("w", w)
     with pytest.raises(UserError, match="has no value"):
         compile(g, "tsp-mini", check=False)
+
+
+def test_addresses_made_early_keep_their_sram_until_the_write():
+    """The address vectors are ready long before a value at the end of a chain of matmuls, whose dead
+    intermediates free SRAM meanwhile: the addresses may only take space free by the time their own input is
+    ready (a bug once let later-freed space hold them, and a dead intermediate's writes overwrote them)."""
+    g = Graph()
+    s = g.state("S", (16, 32), "fp16")
+    x = g.input("x", (2, 32), "fp16")
+    pos = g.input("pos", (1, 1), "int32")
+    value, rng = x, np.random.default_rng(0)
+    for k in range(8):
+        value = g.cast(g.matmul(value, g.constant(f"w{k}", np.eye(32)[rng.permutation(32)], "fp16")), "fp16")
+    g.write_rows(s, value, pos)
+    g.output("y", g.matmul_nt(x, s))
+    compiled, ref = compile(g, "tsp-mini"), {}
+    for pos_ in (0, 2, 9):
+        inputs = {"x": _values(rng, "fp16", (2, 32)), "pos": np.array([[pos_]], np.int32)}
+        want = g.evaluate(inputs, lanes=MINI_LANES, state=ref)
+        assert np.array_equal(compiled.run(inputs, executor="fast").outputs["y"].view(np.uint8),
+                              want["y"].view(np.uint8))
+        assert np.array_equal(compiled.state["S"].view(np.uint8), ref["S"].view(np.uint8))

@@ -125,7 +125,8 @@ class Graph:
         if position.op != "input" or position.shape != (1, 1) or position.dtype != "int32":
             raise UserError(f"write_rows position {position.name} must be an input [1, 1] of int32.")
         rep = self.row_max(position)  # the position in every lane, for the address vectors
-        return self._add("write_rows", (state, value, rep), state.shape, state.dtype, name, position=position.name)
+        return self._add("write_rows", (state, self._clean(value), rep), state.shape, state.dtype, name,
+                         position=position.name)
 
     def output(self, name: str, node: Node) -> Node:
         if name in self.outputs:
@@ -145,8 +146,10 @@ class Graph:
     def _clean(self, a: Node) -> Node:
         """The identity, for the reference; on the chip it zeroes the lanes past the last column of a partial
         tile. Elementwise ops can turn those padding lanes into inf (rsqrt(0), exp of a shifted 0), and the
-        MXM multiplies them by zero weights: 0 * inf = NaN. Inputs, constants and MXM results are clean."""
-        if a.dtype not in FLOAT_DTYPES or a.op in ("input", "constant", "matmul", "matmul_nt", "row_sum", "clean"):
+        MXM multiplies them by zero weights: 0 * inf = NaN. Inputs, constants and MXM results are clean, and so
+        is state (zero at first, written with clean rows)."""
+        if a.dtype not in FLOAT_DTYPES or a.op in ("input", "constant", "matmul", "matmul_nt", "row_sum", "clean",
+                                                   "state"):
             return a
         return self._add("clean", (a,), a.shape, a.dtype)
 

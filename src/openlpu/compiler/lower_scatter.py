@@ -39,11 +39,11 @@ def lower_write_rows(ctx, node: Node, state: Placed, value: Placed, pos: Placed)
     copied = any(w != side for w in sides)
     if copied:  # a copy of the value on one side of the state
         moved = _beside(ctx, Node("mov", (value.node,), value.node.shape, value.node.dtype, f"{node.name}.value"),
-                        value, spart, side, (value,))
+                        value, spart, side, (value,), value)
         value = op(ctx, moved.node.name, "mov", [value], value.node.shape, value.node.dtype, out=moved)
     addr_node = Node("cast", (wide.node,), wide.node.shape, "int16", f"{node.name}.addr")
     addrs = op(ctx, addr_node.name, "cast", [wide], addr_node.shape, "int16",
-               out=_beside(ctx, addr_node, value, spart, side, (value, wide)))
+               out=_beside(ctx, addr_node, value, spart, side, (value, wide), wide))
     release(ctx, wide, addrs.ready)
     far = max(spart.slices, key=lambda s: ctx.chip.position[s] * (1 if side == "west" else -1))
     reach = max(ctx.hops(s, far) for p in (*addrs.parts, *value.parts) for s in p.slices)
@@ -74,17 +74,18 @@ def _side(ctx, slices: tuple[str, ...], state: Part) -> str | None:
     return None
 
 
-def _beside(ctx, node: Node, like: Placed, state: Part, side: str, avoid: tuple[Placed, ...]) -> Placed:
-    """SRAM for `node` with `like`'s row parts, each on `side` of the state and apart from the slices of
-    `avoid` (read in the same pass, or by the op that makes it)."""
+def _beside(ctx, node: Node, like: Placed, state: Part, side: str, avoid: tuple[Placed, ...],
+            source: Placed) -> Placed:
+    """SRAM for `node`, made from `source`, with `like`'s row parts, each on `side` of the state and apart from
+    the slices of `avoid` (read in the same pass, or by the op that makes it). Space freed by the time `source`
+    is ready will do: the op that makes `node` writes only after it has read `source`."""
     width = nx.width(node.dtype)
     n_tiles = -(-node.cols // ctx.chip.lanes)
     busy = {s for a in avoid for p in a.parts for s in p.slices}
     groups = [g for g in ctx.groups(width) if _side(ctx, g, state) == side and not busy & set(g)]
-    not_before = max(a.ready for a in avoid)
     parts = []
     for p in like.parts:
-        spot = ctx.alloc.find(groups, n_tiles * p.rows, not_before) if groups else None
+        spot = ctx.alloc.find(groups, n_tiles * p.rows, source.ready) if groups else None
         if spot is None:
             ctx.alloc.no_room(groups or ctx.groups(width), n_tiles * p.rows, f"tensor {node.name}")
         slices, bank, addr = spot
