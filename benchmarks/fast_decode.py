@@ -33,17 +33,17 @@ from openlpu.models.tiny_gguf import write_tiny_gguf  # noqa: E402
 from openlpu.sim import fast  # noqa: E402
 
 
-def inputs_for(model, cache_len: int, rng) -> dict[str, np.ndarray]:
-    """A decode step's inputs: a random token after a random cache half full."""
+def inputs_for(model, cache_len: int, rng) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A decode step's inputs and KV cache (the program's state): a random token after a random cache half
+    full."""
     c = model.config
     start = cache_len // 2
     inputs = step_inputs(c, model.weights.token_embd[rng.integers(0, c.vocab, 1)], start, cache_len)
     kv = c.n_kv_heads * c.head_dim
-    filled = np.arange(cache_len) < start
-    for i in range(c.n_layers):
-        inputs[f"k{i}"] = (rng.standard_normal((cache_len, kv)) * filled[:, None]).astype(np.float16)
-        inputs[f"vt{i}"] = (rng.standard_normal((kv, cache_len)) * filled).astype(np.float16)
-    return inputs
+    filled = (np.arange(cache_len) < start)[:, None]
+    cache = {f"{kind}{i}": (rng.standard_normal((cache_len, kv)) * filled).astype(np.float16)
+             for i in range(c.n_layers) for kind in "kv"}
+    return inputs, cache
 
 
 def timed(fn, repeat: int = 1):
@@ -80,15 +80,15 @@ def main() -> int:
     graph = build_step_graph(model.config, model.weights, args.numerics, 1, args.cache)
     compile_s, _, compiled = timed(lambda: compile(graph, "tsp-v1", check=False))
     plan = timed(lambda: fast.plan_for(compiled.program))
-    inputs = inputs_for(model, args.cache, rng)
-    first = timed(lambda: compiled.run(inputs, executor="fast"))
-    inputs = inputs_for(model, args.cache, rng)
-    again = timed(lambda: compiled.run(inputs, executor="fast"), args.repeat)
+    inputs, cache = inputs_for(model, args.cache, rng)
+    first = timed(lambda: compiled.run(inputs, executor="fast", state=dict(cache)))
+    inputs, cache = inputs_for(model, args.cache, rng)
+    again = timed(lambda: compiled.run(inputs, executor="fast", state=dict(cache)), args.repeat)
     result = again[2]
     if args.profile:
-        cProfile.runctx("compiled.run(inputs, executor='fast')", globals(), {"compiled": compiled, "inputs": inputs},
-                        args.profile)
-    evaluate_s = timed(lambda: graph.evaluate(inputs, lanes=compiled.chip.lanes))[0]
+        cProfile.runctx("compiled.run(inputs, executor='fast', state=dict(cache))", globals(),
+                        {"compiled": compiled, "inputs": inputs, "cache": cache}, args.profile)
+    evaluate_s = timed(lambda: graph.evaluate(inputs, lanes=compiled.chip.lanes, state=dict(cache)))[0]
     fp32 = LlamaReference(model.config, model.weights)
     fp32.forward([1] * (args.cache // 2))
     fp32_s = timed(lambda: fp32.forward([2]))[0]
@@ -105,7 +105,7 @@ def main() -> int:
     print(f"  fp32 numpy model (KV cache)      {fp32_s:8.3f}             fast executor (wall) is "
           f"{again[0] / fp32_s:,.0f}x slower")
     if args.exact:
-        exact_s, _, exact = timed(lambda: compiled.run(inputs, executor="exact"))
+        exact_s, _, exact = timed(lambda: compiled.run(inputs, executor="exact", state=dict(cache)))
         assert same(exact, result), "the executors disagree"
         print(f"  exact executor                   {exact_s:8.3f}             agrees bit for bit and cycle for cycle")
     return 0

@@ -93,17 +93,13 @@ def quality(model, args) -> int:
 
 
 def _decode_inputs(engine: LpuEngine, gen) -> dict[str, np.ndarray]:
-    """Inputs of a decode step at the end of `gen` (an empty cache: the timing does not depend on data)."""
+    """Inputs of a decode step at the end of `gen` (against the program's own cache state: the timing does not
+    depend on data)."""
     from openlpu.models.lpu_graph import step_inputs
 
-    c = engine.model.config
     cache_len = gen.decode[-1].cache_len
-    inputs = step_inputs(c, engine.model.weights.token_embd[gen.token_ids[-1:]], cache_len - 1, cache_len)
-    kv = c.n_kv_heads * c.head_dim
-    for i in range(c.n_layers):
-        inputs[f"k{i}"] = np.zeros((cache_len, kv), np.float16)
-        inputs[f"vt{i}"] = np.zeros((kv, cache_len), np.float16)
-    return inputs
+    return step_inputs(engine.model.config, engine.model.weights.token_embd[gen.token_ids[-1:]], cache_len - 1,
+                       cache_len)
 
 
 def main() -> int:

@@ -18,61 +18,64 @@ def _same_bits(a, b):
     return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8))
 
 
-def _inputs(model, ids, start, cache_len, rng):
-    """Step inputs for `ids` at `start`, with a random cache of `start` filled slots (zeros after)."""
+def _cache(model, start, cache_len, rng):
+    """A random KV cache (the step's state) of `start` filled slots, zeros after."""
     c = model.config
     kv = c.n_kv_heads * c.head_dim
-    inputs = step_inputs(c, model.weights.token_embd[ids], start, cache_len)
-    filled = (np.arange(cache_len) < start)
-    for i in range(c.n_layers):
-        inputs[f"k{i}"] = (rng.standard_normal((cache_len, kv)) * filled[:, None]).astype(np.float16)
-        inputs[f"vt{i}"] = (rng.standard_normal((kv, cache_len)) * filled).astype(np.float16)
-    return inputs
+    filled = (np.arange(cache_len) < start)[:, None]
+    return {f"{kind}{i}": (rng.standard_normal((cache_len, kv)) * filled).astype(np.float16)
+            for i in range(c.n_layers) for kind in "kv"}
+
+
+def _same_state(a, b):
+    return a.keys() == b.keys() and all(_same_bits(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize("numerics, tokens", [("fp16", 1), ("int8", 8)])  # decode and prefill
 def test_compiled_step_gives_the_bits_of_its_reference(tiny, numerics, tokens):
+    """Two steps in a row: the second reads the cache rows that the first wrote into SRAM."""
     rng = np.random.default_rng(tokens)
     g = build_step_graph(tiny.config, tiny.weights, numerics, tokens, cache_len=32)
-    inputs = _inputs(tiny, rng.integers(0, tiny.config.vocab, tokens), 5, 32, rng)
-    result = compile(g, "tsp-v1", check=False).run(inputs, executor="fast")
-    reference = g.evaluate(inputs, lanes=LANES)
-    assert set(result.outputs) == set(reference) == {"logits"} | {f"{kv}_new{i}" for kv in "kv" for i in range(2)}
-    for name, value in reference.items():
-        assert _same_bits(result.outputs[name], value), name
+    compiled = compile(g, "tsp-v1", check=False)
+    ours = _cache(tiny, 5, 32, rng)
+    theirs = dict(ours)
+    for start in (5, 5 + tokens):
+        inputs = step_inputs(tiny.config, tiny.weights.token_embd[rng.integers(0, tiny.config.vocab, tokens)],
+                             start, 32)
+        result = compiled.run(inputs, executor="fast", state=ours)
+        reference = g.evaluate(inputs, lanes=LANES, state=theirs)
+        assert set(result.outputs) == set(reference) == {"logits"}
+        assert _same_bits(result.outputs["logits"], reference["logits"])
+        assert _same_state(ours, theirs)
+        assert np.any(ours["k1"][start:start + tokens]) and not np.any(ours["v0"][start + tokens:])
 
 
 def test_cycle_accurate_executor_agrees_on_a_verified_decode_step(tiny):
     rng = np.random.default_rng(0)
     g = build_step_graph(tiny.config, tiny.weights, "int8", 1, cache_len=16)
     compiled = compile(g, "tsp-v1", check=True)
-    inputs = _inputs(tiny, [42], 3, 16, rng)
-    exact, fast = compiled.run(inputs, executor="exact"), compiled.run(inputs, executor="fast")
+    inputs = step_inputs(tiny.config, tiny.weights.token_embd[[42]], 3, 16)
+    cache = _cache(tiny, 3, 16, rng)
+    states = [dict(cache), dict(cache), dict(cache)]
+    exact = compiled.run(inputs, executor="exact", state=states[0])
+    fast = compiled.run(inputs, executor="fast", state=states[1])
     assert exact.cycles == fast.cycles
     assert compiled.cycles_scheduled < exact.cycles < compiled.cycles_scheduled + 100  # the pipeline drains
-    assert all(_same_bits(exact.outputs[k], fast.outputs[k]) for k in fast.outputs)
-    assert _same_bits(exact.outputs["logits"], g.evaluate(inputs, lanes=LANES)["logits"])
+    assert _same_bits(exact.outputs["logits"], fast.outputs["logits"])
+    assert _same_bits(exact.outputs["logits"], g.evaluate(inputs, lanes=LANES, state=states[2])["logits"])
+    assert _same_state(states[0], states[1]) and _same_state(states[0], states[2])
 
 
 def _graph_forward(model, numerics, ids, cache_len, chunk):
     """Logits of every position of `ids`, run through steps of `chunk` tokens with the graph's reference."""
     c = model.config
-    kv = c.n_kv_heads * c.head_dim
-    cache_k = np.zeros((c.n_layers, cache_len, kv), np.float16)
-    cache_vt = np.zeros((c.n_layers, kv, cache_len), np.float16)
     graph = build_step_graph(c, model.weights, numerics, chunk, cache_len)
     logits = []
     for start in range(0, len(ids), chunk):
         part = ids[start:start + chunk]
         embeddings = np.zeros((chunk, c.d_model), np.float32)
         embeddings[:len(part)] = model.weights.token_embd[part]
-        inputs = step_inputs(c, embeddings, start, cache_len)
-        for i in range(c.n_layers):
-            inputs[f"k{i}"], inputs[f"vt{i}"] = cache_k[i], cache_vt[i]
-        out = graph.evaluate(inputs, lanes=LANES)
-        for i in range(c.n_layers):
-            cache_k[i, start:start + len(part)] = out[f"k_new{i}"][:len(part)]
-            cache_vt[i, :, start:start + len(part)] = out[f"v_new{i}"][:len(part)].T
+        out = graph.evaluate(step_inputs(c, embeddings, start, cache_len), lanes=LANES)  # the cache is its state
         logits.append(out["logits"][:len(part)])
     return np.concatenate(logits)
 
@@ -96,13 +99,12 @@ def test_real_weights_on_the_lpu(smollm2):
     the reference is close to fp32 numpy."""
     c = replace(smollm2.config, n_layers=2)
     weights = replace(smollm2.weights, layers=smollm2.weights.layers[:2])
-    rng = np.random.default_rng(1)
     g = build_step_graph(c, weights, "int8", 1, cache_len=16)
-    model = replace(smollm2, config=c, weights=weights)
-    inputs = _inputs(model, [504], 0, 16, rng)  # nothing cached: the new token attends to itself only
-    result = compile(g, "tsp-v1", check=False).run(inputs, executor="fast")
-    reference = g.evaluate(inputs, lanes=LANES)
-    assert all(_same_bits(result.outputs[k], reference[k]) for k in reference)
+    inputs = step_inputs(c, weights.token_embd[[504]], 0, 16)  # nothing cached: the new token attends to itself
+    ours, theirs = {}, {}
+    result = compile(g, "tsp-v1", check=False).run(inputs, executor="fast", state=ours)
+    reference = g.evaluate(inputs, lanes=LANES, state=theirs)
+    assert _same_bits(result.outputs["logits"], reference["logits"]) and _same_state(ours, theirs)
     fp32 = LlamaReference(c, weights).forward([504])
     assert np.corrcoef(reference["logits"][0], fp32)[0, 1] > 0.99
 
@@ -117,7 +119,7 @@ def test_step_inputs_mask_the_empty_slots_and_the_future():
     assert np.array_equal(inputs["mask_new"][:3], [[0, MASKED, MASKED], [0, 0, MASKED], [0, 0, 0]])
     assert np.array_equal(inputs["mask_new"][3:6], inputs["mask_new"][:3])  # every head alike
     with pytest.raises(UserError, match="do not fit a cache of 5 slots"):
-        step_inputs(TINY_CONFIG, np.zeros((1, TINY_CONFIG.d_model)), start=6, cache_len=5)
+        step_inputs(TINY_CONFIG, np.zeros((1, TINY_CONFIG.d_model)), start=5, cache_len=5)
 
 
 def test_unknown_numerics_is_one_sentence(tiny):

@@ -37,7 +37,7 @@ def test_step_times_are_the_runs_cycles_over_the_clock_exactly(run, timing):
     decode = [timing.decode_seconds(len(PROMPT) + i + 1) for i in range(len(run.decode))]
     assert decode == [step.cycles / TSP_V1.clock_hz for step in run.decode]
     assert [(step.tokens, step.cache_len) for step in run.prefill] == [(4, 8), (3, 8)]  # the last step padded
-    assert [step.cache_len for step in run.decode] == [8, 8, 16]
+    assert [step.cache_len for step in run.decode] == [8, 16, 16]  # a step's slots hold its own token too
     assert timing.compiled() == {"1x8": run.decode[0].cycles, "1x16": run.decode[-1].cycles,
                                  "4x8": run.prefill[0].cycles}
 
@@ -69,8 +69,9 @@ def test_cycles_are_read_back_from_disk_without_compiling(tiny, timing, cycles_d
 def test_warming_reports_each_step_program_shortest_cache_first(timing):
     seen = []
     timing.warm(17, lambda program, done, total: seen.append((program.tokens, program.cache_len, done, total)))
-    # 17 tokens: decode steps read up to 16 cached; prompts up to 17 long run 4-row steps from 0, 4, 8, 12, 16
-    assert seen == [(1, 8, 1, 4), (4, 8, 2, 4), (1, 16, 3, 4), (4, 16, 4, 4)]
+    # 17 tokens: decode steps leave up to 16 cached; prompts up to 17 long run 4-row steps from 0, 4, 8, 12, 16,
+    # and the last writes its 4 rows (padding too) into slots 16..19
+    assert seen == [(1, 8, 1, 5), (4, 8, 2, 5), (1, 16, 3, 5), (4, 16, 4, 5), (4, 24, 5, 5)]
     assert timing.source == ("cycles of tiny's int8 4-token prefill and decode steps compiled for one tsp-v1 (a "
                              "program per 8-slot cache bucket) at 900 MHz")
 

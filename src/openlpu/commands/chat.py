@@ -1,6 +1,6 @@
 """`openlpu chat`: a conversation with a real model on the simulated LPU, in the model's chat template.
 
-Each turn re-runs the whole conversation as the prompt (the KV cache lives on the host per generation),
+Each turn re-runs the whole conversation as the prompt (each generation has its own KV cache),
 so later turns take longer on the host; the LPU figures after each answer are the simulated ones.
 """
 

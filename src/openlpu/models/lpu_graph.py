@@ -6,11 +6,14 @@ LPU. How the step is shaped around what the graph offers:
 
 - the token embedding is looked up on the host: the step takes the embeddings x [P, d_model] (fp32), and
   returns the logits [P, vocab] (fp32) for the host to pick from (there is no argmax on the chip yet);
-- the KV cache lives on the host for now and round-trips through the step's inputs: per layer K [L, kv] and
-  V^T [kv, L] in fp16 (kv = n_kv_heads * head_dim), with `mask` [H * P, L] adding MASKED to the slots not
-  filled yet. The P new tokens are attended to separately (their keys and values never enter the cache
-  tensors inside the step, so nothing [L, kv]-sized is computed) and come out as `k_new{i}` and
-  `v_new{i}` [P, kv] for the host to store;
+- the KV cache lives in SRAM as state tensors (`Graph.state`), per layer K and V as rows [L, kv] in fp16
+  (kv = n_kv_heads * head_dim), with `mask` [H * P, L] adding MASKED to the slots not filled yet. The P new
+  tokens are attended to separately (their keys and values never enter cache-sized tensors inside the step)
+  and are written into rows `pos`.. of the cache by `write_rows` (MEM SCATTER at addresses computed on the
+  chip), after the step's reads of it, for the next steps. Attention needs V^T (p . V^T on the MXM installs
+  V^T's rows); writing a column of V^T at a run-time position would need per-lane addresses and a lane shift
+  by the position, so V is kept as rows, written like K, and transposed on the MXM (exact), which depends on
+  the cache alone and so runs off the layer's chain;
 - heads without slicing columns: every head's query gets its own row, zero outside its kv head's columns
   ([H * P, kv], a 0/1 head mask and a 0/1 fold matmul, exact in fp16), so one matmul_nt against the cache
   gives every head's scores [H * P, L]. Their outputs [H * P, kv] are unfolded to [H * P, H * hd], each row
@@ -226,8 +229,9 @@ def build_step_graph(config: DecoderConfig, weights: LlamaWeights, numerics: str
                      cache_len: int = 64, chip: str | ChipSpec = "tsp-v1",
                      layers: tuple[int, int] | None = None) -> Graph:
     """The graph of one step of `tokens` new tokens against `cache_len` cache slots. Inputs (see `step_inputs`):
-    `x`, `cos_q`, `sin_q`, `cos_k`, `sin_k`, `mask`, `mask_new` (prefill only), and per layer the cache
-    `k{i}` [L, kv] and `vt{i}` [kv, L]. Outputs: `logits` [P, vocab] and per layer `k_new{i}`, `v_new{i}` [P, kv].
+    `x`, `pos` (the first new token's position), `cos_q`, `sin_q`, `cos_k`, `sin_k`, `mask`, `mask_new`
+    (prefill only). State (in SRAM across steps): per layer the cache `k{i}` and `v{i}` [L, kv] fp16, whose rows
+    pos..pos + P - 1 the step writes (padding rows included, so pos + P <= L). Output: `logits` [P, vocab].
     Fused weights start on the chip's tile edges, and `evaluate` needs its lanes.
 
     `layers` (lo, hi) builds one pipeline stage: layers lo..hi-1 of the model, with the output head only in
@@ -249,15 +253,23 @@ def build_step_graph(config: DecoderConfig, weights: LlamaWeights, numerics: str
     cos_k, sin_k = g.input("cos_k", (p, d_kv), "fp32"), g.input("sin_k", (p, d_kv), "fp32")
     mask = g.input("mask", (c.n_heads * p, cache_len), "fp32")
     mask_new = g.input("mask_new", (c.n_heads * p, p), "fp32") if p > 1 else None
+    pos = g.input("pos", (1, 1), "int32")
     heads = _Heads(b)
+    caches = {i: (g.state(f"k{i}", (cache_len, d_kv), "fp16"), g.state(f"v{i}", (cache_len, d_kv), "fp16"))
+              for i in range(lo, hi)}
+    # V^T depends on the cache alone: every layer's is made first (graph order is the order in which the
+    # scheduler claims the MXM planes), so the transposes run ahead of the layers' chains, not on them
+    vts = {i: g.transpose(v_cache) for i, (_, v_cache) in caches.items()}
     for i, lw in enumerate(weights.layers[lo:hi], start=lo):
         xin = b.normed_input(x, lw.attn_norm, f"l{i}.attn")
         q, k, v = b.project(xin, [lw.wq, lw.wk, lw.wv], f"l{i}.qkv")
         q = g.mul(g.rope(q, cos_q, sin_q), float(1 / np.sqrt(c.head_dim)))
-        k = g.output(f"k_new{i}", g.cast(g.rope(k, cos_k, sin_k), "fp16", name=f"k_new{i}"))
-        v = g.output(f"v_new{i}", g.cast(v, "fp16", name=f"v_new{i}"))
-        attn = _attention(b, heads, q, k, v, g.input(f"k{i}", (cache_len, d_kv), "fp16"),
-                          g.input(f"vt{i}", (d_kv, cache_len), "fp16"), mask, mask_new)
+        k = g.cast(g.rope(k, cos_k, sin_k), "fp16", name=f"k_new{i}")
+        v = g.cast(v, "fp16", name=f"v_new{i}")
+        k_cache, v_cache = caches[i]
+        attn = _attention(b, heads, q, k, v, k_cache, vts[i], mask, mask_new)
+        g.write_rows(k_cache, k, pos)
+        g.write_rows(v_cache, v, pos)
         x = g.add(x, b.project(b.prepare_input(attn), [lw.wo], f"l{i}.o")[0])
         gate, up = b.project(b.normed_input(x, lw.ffn_norm, f"l{i}.ffn"), [lw.w_gate, lw.w_up], f"l{i}.gate_up")
         x = g.add(x, b.project(b.prepare_input(g.mul(g.silu(gate), up)), [lw.w_down], f"l{i}.down")[0])
@@ -290,20 +302,20 @@ def split_stages(config: DecoderConfig, stages: int) -> list[tuple[int, int]]:
 
 
 def step_inputs(config: DecoderConfig, embeddings: np.ndarray, start: int, cache_len: int) -> dict[str, np.ndarray]:
-    """The step's inputs other than the cache tensors, for `embeddings` [P, d] of the tokens at positions
-    start.. (a prefill bucket may end in padding rows: they come last, so no real token attends to them).
-    Every query sees the cache slots 0 .. start - 1 and the new tokens up to itself."""
+    """The step's inputs for `embeddings` [P, d] of the tokens at positions start.. (a prefill bucket may end in
+    padding rows: they come last, so no real token attends to them). Every query sees the cache slots
+    0 .. start - 1 and the new tokens up to itself; the step writes its P rows into slots start.."""
     c = config
     p = len(embeddings)
-    if start > cache_len:
-        raise UserError(f"{start} cached tokens do not fit a cache of {cache_len} slots; compile the step for a "
-                        "longer cache.")
+    if start + p > cache_len:
+        raise UserError(f"{start} cached tokens and {p} new ones do not fit a cache of {cache_len} slots; compile "
+                        "the step for a longer cache.")
     positions = start + np.arange(p)
     cos_q, sin_q = rope_tables(positions, c.head_dim, c.n_heads, c.rope_theta)
     cos_k, sin_k = rope_tables(positions, c.head_dim, c.n_kv_heads, c.rope_theta)
     mask = np.where(np.arange(cache_len) < start, 0.0, MASKED).astype(np.float32)
-    inputs = {"x": embeddings.astype(np.float32), "cos_q": cos_q, "sin_q": sin_q, "cos_k": cos_k, "sin_k": sin_k,
-              "mask": np.tile(mask, (c.n_heads * p, 1))}
+    inputs = {"x": embeddings.astype(np.float32), "pos": np.array([[start]], np.int32), "cos_q": cos_q,
+              "sin_q": sin_q, "cos_k": cos_k, "sin_k": sin_k, "mask": np.tile(mask, (c.n_heads * p, 1))}
     if p > 1:
         causal = np.where(np.arange(p)[None, :] <= np.arange(p)[:, None], 0.0, MASKED).astype(np.float32)
         inputs["mask_new"] = np.tile(causal, (c.n_heads, 1))

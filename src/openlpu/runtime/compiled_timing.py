@@ -3,7 +3,7 @@
 The serving engine (reference_engine.py) runs a sequence the way the LPU engine does (lpu_engine.py): the
 prompt in steps of `prefill_tokens` rows (the last one padded; a one-token prompt takes the decode step),
 then a decode step per new token, each the step graph of models/lpu_graph.py compiled for one chip with
-the KV cache padded to a bucket of `cache_bucket` slots (the bucket of the step's first position). A
+the KV cache padded to a bucket of `cache_bucket` slots (the bucket of the tokens cached after the step). A
 compiled program's cycles do not depend on its data (docs/lpu.md), so each (rows, bucket) step is compiled
 once and its cycles give every step of that shape.
 The cycles are a run's, the end of its last result (the fast executor's static plan of the program,
@@ -99,8 +99,9 @@ class CompiledTiming:
                 f"{self.chip.name} (a program per {self.cache_bucket}-slot cache bucket) at "
                 f"{self.chip.clock_hz / 1e6:g} MHz")
 
-    def bucket(self, position: int) -> int:
-        return bucket_of(position, self.cache_bucket)
+    def bucket(self, tokens: int) -> int:
+        """Cache slots of a step that leaves `tokens` tokens cached."""
+        return bucket_of(tokens, self.cache_bucket)
 
     def compiled(self) -> dict[str, int]:
         """Cycles of the steps known so far, by shape: "1x64" is the decode step against 64 cache slots."""
@@ -126,7 +127,7 @@ class CompiledTiming:
     def prefill_steps(self, prompt_tokens: int) -> list[tuple[int, int]]:
         """The (rows, cache slots) of a prompt's steps, in order."""
         rows = 1 if prompt_tokens == 1 else self.prefill_tokens
-        return [(rows, self.bucket(position)) for position in range(0, prompt_tokens, rows)]
+        return [(rows, self.bucket(position + rows)) for position in range(0, prompt_tokens, rows)]
 
     def prefill_seconds(self, prompt_tokens: int) -> float:
         if prompt_tokens < 1:
@@ -135,12 +136,12 @@ class CompiledTiming:
         return sum(n * self.step(cache_len, rows).cycles for (rows, cache_len), n in steps.items()) / self.chip.clock_hz
 
     def decode_seconds(self, context: int) -> float:
-        return self.step(self.bucket(context - 1)).cycles / self.chip.clock_hz
+        return self.step(self.bucket(context)).cycles / self.chip.clock_hz
 
     def warm(self, tokens: int, on_step: Callable[[StepProgram, int, int], None] = lambda p, i, n: None) -> None:
         """Make sure the steps of sequences up to `tokens` long are known, shortest cache first."""
         tokens = min(tokens, self.model.config.context)
-        shapes = {(1, self.bucket(position)) for position in range(tokens)}
+        shapes = {(1, self.bucket(cached)) for cached in range(1, tokens)}  # a decode step leaves at most tokens - 1
         shapes |= set(self.prefill_steps(tokens))
         order = sorted(shapes, key=lambda shape: (shape[1], shape[0]))
         for i, (rows, cache_len) in enumerate(order):

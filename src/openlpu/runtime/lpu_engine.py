@@ -4,10 +4,11 @@ The engine strings steps together: prefill steps of `prefill_tokens` prompt toke
 that fits one chip with SmolLM2's int8 weights), then one decode step per generated token, sampled on the
 host from the step's logits (greedy, temperature, top-p, seed; stop tokens and stop strings end the answer).
 Over several chips each step is a pipeline of stages (layer ranges) that hand the residual stream on over
-scheduled links. The KV cache is on the host for now: every step receives the cache padded to a bucket of
-`cache_bucket` slots and returns its new keys and values, which the sequence writes into the cache. One
-program is compiled per (tokens, cache bucket) and reused with new inputs; its cycles are known at compile
-time and the run confirms them. The embedding lookup is on the host too.
+scheduled links. The KV cache lives in the chip's SRAM (state tensors of the step programs, padded to a
+bucket of `cache_bucket` slots): a step receives the embeddings, the position and the RoPE tables and mask
+that follow from it, and writes its tokens' keys and values into the cache itself. One program is compiled
+per (tokens, cache bucket) and reused with new inputs; its cycles are known at compile time and the run
+confirms them. The embedding lookup is on the host.
 
 Executors: `fast` and `exact` run the compiled program (openlpu.sim); `reference` evaluates the same graph in
 numpy with the chip's numerics (`Graph.evaluate`), without compiling: the oracle that the LPU must equal
@@ -45,10 +46,10 @@ GREEDY = SamplingParams(temperature=0.0)
 Progress = Callable[[str, int, int], None]
 
 
-def bucket_of(position: int, cache_bucket: int) -> int:
-    """Cache slots of the step whose first token sits at `position`: the cache padded to a multiple of
-    `cache_bucket` slots, at least one bucket."""
-    return cache_bucket * max(1, -(-position // cache_bucket))
+def bucket_of(tokens: int, cache_bucket: int) -> int:
+    """Cache slots of a step that leaves `tokens` tokens cached (its first position plus its rows, which it
+    writes into the cache): padded to a multiple of `cache_bucket` slots, at least one bucket."""
+    return cache_bucket * max(1, -(-tokens // cache_bucket))
 
 
 @dataclass
@@ -253,8 +254,8 @@ class LpuEngine:
     def step_shapes(self, prompt_tokens: int, max_new_tokens: int) -> list[tuple[int, int]]:
         """The (tokens, cache slots) of every step a generation of this size may run, in order of first use."""
         rows = 1 if prompt_tokens == 1 else self.prefill_tokens
-        shapes = [(rows, self._bucket(p)) for p in range(0, prompt_tokens, rows)]
-        shapes += [(1, self._bucket(p)) for p in range(prompt_tokens, prompt_tokens + max_new_tokens - 1)]
+        shapes = [(rows, self._bucket(p + rows)) for p in range(0, prompt_tokens, rows)]
+        shapes += [(1, self._bucket(p + 1)) for p in range(prompt_tokens, prompt_tokens + max_new_tokens - 1)]
         return list(dict.fromkeys(shapes))
 
     def prepare(self, prompt_tokens: int, max_new_tokens: int, progress: Progress | None = None) -> float:
@@ -316,7 +317,7 @@ class LpuEngine:
 
     def sequence(self, tokens: int) -> LpuSequence:
         """A new sequence with room for `tokens` tokens in its KV cache."""
-        return LpuSequence(self, self._bucket(tokens))
+        return LpuSequence(self, tokens)
 
     def teacher_forced_logits(self, ids: Sequence[int], progress: Progress | None = None) -> np.ndarray:
         """Logits [len(ids), vocab]: row i predicts ids[i + 1] having seen ids[:i + 1] (prefill steps only)."""
@@ -325,14 +326,14 @@ class LpuEngine:
 
 
 class LpuSequence:
-    """One sequence's KV cache, on the host, and the steps that extend it."""
+    """One sequence's KV cache and the steps that extend it. The cache is the SRAM of the step programs' state
+    tensors (`k{i}`, `v{i}` [slots, kv]), which each run carries over to the next (Compiled.run). The programs
+    of different shapes place it at their own addresses, so the sequence keeps one image of it for all of them,
+    grown with zero slots when a step of a larger bucket takes over."""
 
-    def __init__(self, engine: LpuEngine, capacity: int):
-        c = engine.model.config
-        kv = c.n_kv_heads * c.head_dim
-        self.engine, self.position = engine, 0
-        self.k = np.zeros((c.n_layers, capacity, kv), np.float16)
-        self.vt = np.zeros((c.n_layers, kv, capacity), np.float16)
+    def __init__(self, engine: LpuEngine, tokens: int):
+        self.engine, self.position, self.tokens = engine, 0, tokens
+        self.cache: dict[str, np.ndarray] = {}
 
     def prefill(self, ids: list[int], log: list[StepRun], progress: Progress | None = None) -> list[np.ndarray]:
         """The prompt in steps of `prefill_tokens` (a single token takes the decode step); logits per step."""
@@ -349,7 +350,12 @@ class LpuSequence:
         values; returns their logits [len(ids), vocab]. The stages run one after the other, each handing the
         residual stream to the next over their link, its bytes moved by the network executor."""
         engine, c = self.engine, self.engine.model.config
-        step = engine.step(rows, engine._bucket(self.position))
+        if self.position + len(ids) > self.tokens:
+            raise UserError(f"the sequence has room for {self.tokens} tokens and holds {self.position}: {len(ids)} "
+                            "more do not fit; start a sequence with room for them all.")
+        step = engine.step(rows, engine._bucket(self.position + rows))
+        for name, value in self.cache.items():
+            self.cache[name] = np.pad(value, ((0, step.cache_len - len(value)), (0, 0)))
         x = np.zeros((rows, c.d_model), np.float32)
         x[:len(ids)] = engine.model.weights.token_embd[ids]
         shared = step_inputs(c, x, self.position, step.cache_len)
@@ -358,19 +364,12 @@ class LpuSequence:
         end = self.position + len(ids)
         for k, stage in enumerate(step.stages):
             inputs = {**shared, "x": x}
-            lo, hi = stage.layers
-            for i in range(lo, hi):
-                inputs[f"k{i}"] = self.k[i, :step.cache_len]
-                inputs[f"vt{i}"] = self.vt[i, :, :step.cache_len]
             if stage.compiled is None:
-                outputs = stage.graph.evaluate(inputs, lanes=engine.chip.lanes)
+                outputs = stage.graph.evaluate(inputs, lanes=engine.chip.lanes, state=self.cache)
             else:
-                result = stage.compiled.run(inputs, executor=engine.executor)
+                result = stage.compiled.run(inputs, executor=engine.executor, state=self.cache)
                 outputs, cycles = result.outputs, cycles + result.cycles
                 spans.append((f"chip {k}", result.cycles))
-            for i in range(lo, hi):
-                self.k[i, self.position:end] = outputs[f"k_new{i}"][:len(ids)]
-                self.vt[i, :, self.position:end] = outputs[f"v_new{i}"][:len(ids)].T
             if k < len(step.handoffs):
                 x, moved = engine.hand_off(step, k, outputs["x_out"])
                 if stage.compiled is not None:
