@@ -127,3 +127,23 @@ def test_real_weights_generate_64_tokens_on_the_lpu_like_the_reference():
     exact = LpuEngine(model, "int8", executor="exact", cache_bucket=64).generate(prompt, 3)
     assert exact.token_ids == ours.token_ids[:3]
     assert [s.cycles for s in exact.decode] == [s.cycles for s in ours.decode[:2]]
+
+
+def test_a_prefill_step_too_big_for_the_chip_is_halved_until_it_fits(tiny, prompt):
+    """On a chip with 704 of tsp-mini's 1,024 addresses a slice, the tiny model's 8-token fp16 step does not fit
+    and a smaller one does: the engine halves the prompt's steps for good, and the tokens are the reference's
+    in steps of that size."""
+    from dataclasses import replace
+
+    from openlpu.chip.spec import get_chip
+    from openlpu.compiler.alloc import SramFull
+
+    small = replace(get_chip("tsp-mini"), name="tsp-small", mem_addresses=704)
+    engine = LpuEngine(tiny, "fp16", chip=small, executor="fast", cache_bucket=32, prefill_tokens=8)
+    with pytest.raises(SramFull):
+        LpuEngine(tiny, "fp16", chip=small, executor="fast", cache_bucket=32).step(8, 32)
+    gen = engine.generate(prompt, 3)
+    assert gen.prefill_tokens == engine.prefill_tokens < 8
+    reference = LpuEngine(tiny, "fp16", chip=small, executor="reference", cache_bucket=32,
+                          prefill_tokens=gen.prefill_tokens)
+    assert gen.token_ids == reference.generate(prompt, 3).token_ids

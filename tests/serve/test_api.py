@@ -9,7 +9,7 @@ import pytest
 from servekit import SlowTiming, make_service, tiny_engine
 
 from openlpu.runtime.lpu_engine import LpuEngine
-from openlpu.serve.app import build_engine
+from openlpu.serve.app import PREFILL_TOKENS, build_engine
 
 QUESTION = [{"role": "user", "content": "Where does the river meet the sea?"}]
 
@@ -45,7 +45,7 @@ def test_a_completion_is_the_models_greedy_answer_with_its_lpu_times(url, engine
     assert r.x_groq["id"].startswith("req_")
     extra = r.model_extra["x_openlpu"]
     assert extra["lpu_timing"] == "compiled" and extra["pace"] == "host"
-    assert "int8 16-token prefill and decode steps compiled for one tsp-v1" in extra["lpu_timing_source"]
+    assert f"int8 {PREFILL_TOKENS}-token prefill and decode steps compiled for one tsp-v1" in extra["lpu_timing_source"]
     assert "equals bit for bit" in extra["tokens"]
     assert extra["host_usage"]["prompt_time"] > 0
 
@@ -149,8 +149,8 @@ def test_lpu_pace_streams_no_faster_than_the_simulated_chip(serve, tiny):
 def test_the_real_model_is_served_with_its_compiled_timing(step_cycles_dir):
     smollm2 = build_engine("smollm2-135m", chips=1, cache_dir=step_cycles_dir)
     assert smollm2.model_id == "smollm2-135m-8192" and smollm2.concurrency == 1
-    assert smollm2.timing.source.startswith("cycles of smollm2-135m's int8 16-token prefill and decode steps")
-    assert smollm2.prefill_tokens == smollm2.timing.prefill_tokens == 16
+    assert smollm2.timing.source.startswith("cycles of smollm2-135m's int8 4-token prefill and decode steps")
+    assert smollm2.prefill_tokens == smollm2.timing.prefill_tokens == 4
     # docs/models.md: the question is 37 prompt tokens; its answer through the int8 step graph is
     # tests/runtime/test_lpu_engine.py's ("The capital of France is Paris")
     assert len(smollm2.prompt_ids([{"role": "user", "content": "What is the capital of France?"}])) == 37

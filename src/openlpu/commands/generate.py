@@ -62,9 +62,9 @@ def add_model_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
                    help="how to run the programs (default %(default)s)")
     p.add_argument("--cache-bucket", type=int, default=64, metavar="SLOTS",
                    help="KV cache slots are compiled in multiples of this (default %(default)s)")
-    p.add_argument("--prefill-tokens", type=int, default=16, metavar="P",
-                   help="prompt tokens per prefill step (SmolLM2 int8 fits one chip up to 16); 1 runs the prompt "
-                        "through the decode step (default %(default)s)")
+    p.add_argument("--prefill-tokens", type=int, default=4, metavar="P",
+                   help="prompt tokens per prefill step, halved while a step that size does not fit the chip's "
+                        "SRAM; 1 runs the prompt through the decode step (default %(default)s)")
 
 
 def add_trace_flag(p: argparse.ArgumentParser) -> None:
@@ -133,7 +133,8 @@ def answer(engine: LpuEngine, messages: list[dict], args, quiet: bool = False) -
 
 def timing_rows(gen: Generation) -> list[tuple[str, str]]:
     lpu = gen.executor != "reference"
-    rows = [("tokens", f"{gen.prompt_tokens} prompt, {gen.completion_tokens} generated ({gen.finish_reason})"),
+    rows = [("tokens", f"{gen.prompt_tokens} prompt in steps of {gen.prefill_tokens}, {gen.completion_tokens} "
+                       f"generated ({gen.finish_reason})"),
             ("system", f"{gen.chip.name} x {gen.chips}{' (a pipeline)' * (gen.chips > 1)}, {gen.numerics}, "
                        f"{gen.executor} executor")]
     if lpu:

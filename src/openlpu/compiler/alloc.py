@@ -22,6 +22,10 @@ from openlpu.errors import UserError
 FRESH = -1  # free-from cycle of addresses never written since the program was loaded
 
 
+class SramFull(UserError):
+    """The graph's tensors do not fit the chip's SRAM as allocated: a smaller graph might."""
+
+
 class SramAllocator:
     """Free ranges per (slice, bank), reused by tensors whose writes cannot clobber a value still to be read.
 
@@ -103,7 +107,7 @@ class SramAllocator:
             if len(ranked) == width and (best is None or room[ranked[-1]] > best[0]):
                 best = (room[ranked[-1]], tuple(ranked), bank)
         if best is None or best[0] < count:
-            raise UserError(
+            raise SramFull(
                 f"{what} needs {count * width * self.chip.vector_bytes:,} bytes: no {width} slices have room "
                 f"({self.used_bytes():,} of {self.chip.sram_bytes:,} bytes used); the graph does not fit on one "
                 f"{self.chip.name}: use a smaller graph or more chips.")
@@ -158,7 +162,7 @@ class SramAllocator:
                    f"{self.chip.bank_size:,}")
         else:
             why = f"no slice group has room ({self.used_bytes():,} of {self.chip.sram_bytes:,} bytes used)"
-        raise UserError(f"{what} needs {need:,} bytes: {why}; the graph does not fit on one {self.chip.name}: "
+        raise SramFull(f"{what} needs {need:,} bytes: {why}; the graph does not fit on one {self.chip.name}: "
                         f"use a smaller graph or more chips.")
 
 

@@ -1,7 +1,7 @@
 """Generation with the llama step graph (models/lpu_graph.py) compiled for the simulated LPU.
 
-The engine strings steps together: prefill steps of `prefill_tokens` prompt tokens (default 16, the largest
-that fits one chip with SmolLM2's int8 weights), then one decode step per generated token, sampled on the
+The engine strings steps together: prefill steps of `prefill_tokens` prompt tokens (default 4; halved while
+a step that size does not fit the chip's SRAM), then one decode step per generated token, sampled on the
 host from the step's logits (greedy, temperature, top-p, seed; stop tokens and stop strings end the answer).
 Over several chips each step is a pipeline of stages (layer ranges) that hand the residual stream on over
 scheduled links. The KV cache lives in the chip's SRAM (state tensors of the step programs, padded to a
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from openlpu.chip.spec import ChipSpec, get_chip
+from openlpu.compiler.alloc import SramFull
 from openlpu.compiler.compile import Compiled, compile
 from openlpu.compiler.graph import Graph
 from openlpu.errors import UserError
@@ -93,6 +94,7 @@ class Generation:
     numerics: str
     executor: str
     chips: int = 1
+    prefill_tokens: int = 1  # prompt tokens a prefill step took
     replans: list[str] = field(default_factory=list)  # link failures detected, each followed by a re-plan
     text: str = ""  # the answer: stop tokens left out, cut before a stop string
     finish_reason: str = FINISH_LENGTH
@@ -138,7 +140,7 @@ class Generation:
                 "numerics": self.numerics, "executor": self.executor, "chip": self.chip.name, "chips": self.chips,
                 "prefill_cycles": self.prefill_cycles, "cycles_per_token": self.cycles_per_token,
                 "ttft_s": self.ttft_s, "tokens_per_s": self.tokens_per_s, "compile_s": self.compile_s,
-                "host_s": self.host_s, "replans": self.replans}
+                "host_s": self.host_s, "prefill_tokens": self.prefill_tokens, "replans": self.replans}
 
 
 class LpuEngine:
@@ -146,7 +148,7 @@ class LpuEngine:
     whole model when it fits); `generate` runs a generation."""
 
     def __init__(self, model: LoadedModel, numerics: str = "int8", chip: str | ChipSpec = "tsp-v1",
-                 executor: str = "fast", cache_bucket: int = 64, prefill_tokens: int = 16, chips: int = 1,
+                 executor: str = "fast", cache_bucket: int = 64, prefill_tokens: int = 4, chips: int = 1,
                  failed_links: Iterable[str | int] = (), steps_kept: int | None = None):
         if executor not in EXECUTORS:
             raise UserError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}.")
@@ -251,25 +253,37 @@ class LpuEngine:
                             "tokenizer.")
         return ids
 
-    def step_shapes(self, prompt_tokens: int, max_new_tokens: int) -> list[tuple[int, int]]:
-        """The (tokens, cache slots) of every step a generation of this size may run, in order of first use."""
-        rows = 1 if prompt_tokens == 1 else self.prefill_tokens
-        shapes = [(rows, self._bucket(p + rows)) for p in range(0, prompt_tokens, rows)]
-        shapes += [(1, self._bucket(p + 1)) for p in range(prompt_tokens, prompt_tokens + max_new_tokens - 1)]
-        return list(dict.fromkeys(shapes))
+    def prefill_rows(self, position: int) -> int:
+        """Rows of the prompt step at `position`: `prefill_tokens`, compiled on first use; halved for good while
+        such a step does not fit the chip's SRAM (how much fits moves with the compiler's allocation)."""
+        while True:
+            rows = self.prefill_tokens
+            try:
+                self.step(rows, self._bucket(position + rows))
+                return rows
+            except SramFull:
+                if rows == 1:
+                    raise
+                self.prefill_tokens = rows // 2
 
     def prepare(self, prompt_tokens: int, max_new_tokens: int, progress: Progress | None = None) -> float:
         """Build and compile the steps a generation of this size may run, so their cost shows apart from it;
         returns the host seconds spent compiling."""
         self._check_length(prompt_tokens, max_new_tokens)
-        shapes = self.step_shapes(prompt_tokens, max_new_tokens)
         before = sum(s.compile_s for s in self._steps.values())
-        for k, (tokens, cache_len) in enumerate(shapes):
+        decode = list(dict.fromkeys(self._bucket(p + 1) for p in range(prompt_tokens,
+                                                                        prompt_tokens + max_new_tokens - 1)))
+        position, total = 0, prompt_tokens + len(decode)
+        while position < prompt_tokens:
             if progress:
-                progress("compile", k, len(shapes))
-            self.step(tokens, cache_len)
+                progress("compile", position, total)
+            position += 1 if prompt_tokens == 1 else self.prefill_rows(position)
+        for k, cache_len in enumerate(decode):
+            if progress:
+                progress("compile", prompt_tokens + k, total)
+            self.step(1, cache_len)
         if progress:
-            progress("compile", len(shapes), len(shapes))
+            progress("compile", total, total)
         return sum(s.compile_s for s in self._steps.values()) - before
 
     def generate(self, prompt_ids: Sequence[int], max_new_tokens: int, stop_ids: Iterable[int] = (),
@@ -289,6 +303,7 @@ class LpuEngine:
         matcher = StopMatcher(sampling.stop)
         seq = self.sequence(len(prompt) + max_new_tokens)
         logits = seq.prefill(prompt, gen.prefill, progress)[-1][-1]
+        gen.prefill_tokens = 1 if len(prompt) == 1 else self.prefill_tokens
         cut = False  # the text ended at a stop string
         while True:
             token = sampler.choose(logits)
@@ -337,12 +352,13 @@ class LpuSequence:
 
     def prefill(self, ids: list[int], log: list[StepRun], progress: Progress | None = None) -> list[np.ndarray]:
         """The prompt in steps of `prefill_tokens` (a single token takes the decode step); logits per step."""
-        rows = 1 if len(ids) == 1 else self.engine.prefill_tokens
-        out = []
-        for i in range(0, len(ids), rows):
+        out, i = [], 0
+        while i < len(ids):
+            rows = 1 if len(ids) == 1 else self.engine.prefill_rows(self.position)
             out.append(self.run(ids[i:i + rows], rows, log))
+            i += rows
             if progress:
-                progress("prompt", min(i + rows, len(ids)), len(ids))
+                progress("prompt", min(i, len(ids)), len(ids))
         return out
 
     def run(self, ids: list[int], rows: int, log: list[StepRun]) -> np.ndarray:

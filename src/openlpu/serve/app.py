@@ -33,7 +33,9 @@ from openlpu.serve.scheduler import Scheduler
 API_PREFIXES = ("/openai/v1", "/v1")
 NUMERICS = "int8"  # SmolLM2's fp16 weights (269 MB) do not fit one chip
 CACHE_BUCKET = 64  # KV cache slots a step program is compiled for at a time (as lpu_engine.LpuEngine)
-PREFILL_TOKENS = 16  # prompt tokens a step: SmolLM2's 16-row int8 step fits one chip since SRAM reuse (15eade4)
+# prompt tokens a step, as LpuEngine's default: SmolLM2's 16-row int8 step stopped fitting one chip when the KV
+# cache moved into SRAM (44c7d78); 4 fits
+PREFILL_TOKENS = 4
 MAX_BODY_BYTES = 1 << 20
 
 
