@@ -44,8 +44,9 @@ def test_compiled_step_gives_the_bits_of_its_reference(tiny, numerics, tokens):
                              start, 32)
         result = compiled.run(inputs, executor="fast", state=ours)
         reference = g.evaluate(inputs, lanes=LANES, state=theirs)
-        assert set(result.outputs) == set(reference) == {"logits"}
-        assert _same_bits(result.outputs["logits"], reference["logits"])
+        assert set(result.outputs) == set(reference) == {"logits", "next"}
+        assert all(_same_bits(result.outputs[k], reference[k]) for k in reference)
+        assert np.array_equal(reference["next"][:, 0], reference["logits"].argmax(1))
         assert _same_state(ours, theirs)
         assert np.any(ours["k1"][start:start + tokens]) and not np.any(ours["v0"][start + tokens:])
 

@@ -147,3 +147,16 @@ def test_a_prefill_step_too_big_for_the_chip_is_halved_until_it_fits(tiny, promp
     reference = LpuEngine(tiny, "fp16", chip=small, executor="reference", cache_bucket=32,
                           prefill_tokens=gen.prefill_tokens)
     assert gen.token_ids == reference.generate(prompt, 3).token_ids
+
+
+def test_greedy_tokens_are_the_chip_s_argmax_of_its_logits(tiny, prompt):
+    """The step's `next` output (argmax on the chip, the first on ties) is numpy's argmax of its logits, row by
+    row, for prefill and decode steps; greedy generation takes it."""
+    engine = LpuEngine(tiny, "int8", executor="fast", cache_bucket=32, prefill_tokens=8)
+    seq = engine.sequence(len(prompt) + 4)
+    for i in range(0, len(prompt), 8):
+        logits = seq.run(prompt[i:i + 8], 8, [])
+        assert len(seq.greedy) == len(logits) and np.array_equal(seq.greedy, logits.argmax(1))
+    for _ in range(3):
+        logits = seq.run([int(seq.greedy[-1])], 1, [])
+        assert np.array_equal(seq.greedy, logits.argmax(1))

@@ -231,7 +231,8 @@ def build_step_graph(config: DecoderConfig, weights: LlamaWeights, numerics: str
     """The graph of one step of `tokens` new tokens against `cache_len` cache slots. Inputs (see `step_inputs`):
     `x`, `pos` (the first new token's position), `cos_q`, `sin_q`, `cos_k`, `sin_k`, `mask`, `mask_new`
     (prefill only). State (in SRAM across steps): per layer the cache `k{i}` and `v{i}` [L, kv] fp16, whose rows
-    pos..pos + P - 1 the step writes (padding rows included, so pos + P <= L). Output: `logits` [P, vocab].
+    pos..pos + P - 1 the step writes (padding rows included, so pos + P <= L). Outputs: `logits` [P, vocab]
+    and `next` [P, 1] int32, each row's argmax (the first on ties): greedy decoding's token.
     Fused weights start on the chip's tile edges, and `evaluate` needs its lanes.
 
     `layers` (lo, hi) builds one pipeline stage: layers lo..hi-1 of the model, with the output head only in
@@ -276,7 +277,9 @@ def build_step_graph(config: DecoderConfig, weights: LlamaWeights, numerics: str
     if hi < c.n_layers:
         g.output("x_out", x)
     else:
-        g.output("logits", b.project(b.normed_input(x, weights.output_norm, "out"), [weights.output], "out")[0])
+        logits = b.project(b.normed_input(x, weights.output_norm, "out"), [weights.output], "out")[0]
+        g.output("logits", logits)
+        g.output("next", g.argmax(logits, name="next"))  # greedy decoding's token, chosen on the chip
     return g
 
 

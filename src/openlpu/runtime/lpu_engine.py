@@ -2,7 +2,8 @@
 
 The engine strings steps together: prefill steps of `prefill_tokens` prompt tokens (default 4; halved while
 a step that size does not fit the chip's SRAM), then one decode step per generated token, sampled on the
-host from the step's logits (greedy, temperature, top-p, seed; stop tokens and stop strings end the answer).
+host from the step's logits (temperature, top-p, seed; greedy takes the chip's own argmax; stop tokens and
+stop strings end the answer).
 Over several chips each step is a pipeline of stages (layer ranges) that hand the residual stream on over
 scheduled links. The KV cache lives in the chip's SRAM (state tensors of the step programs, padded to a
 bucket of `cache_bucket` slots): a step receives the embeddings, the position and the RoPE tables and mask
@@ -306,7 +307,7 @@ class LpuEngine:
         gen.prefill_tokens = 1 if len(prompt) == 1 else self.prefill_tokens
         cut = False  # the text ended at a stop string
         while True:
-            token = sampler.choose(logits)
+            token = int(seq.greedy[-1]) if sampling.temperature == 0 else sampler.choose(logits)
             gen.token_ids.append(token)
             if progress:
                 progress("decode", len(gen.token_ids), max_new_tokens)
@@ -349,6 +350,7 @@ class LpuSequence:
     def __init__(self, engine: LpuEngine, tokens: int):
         self.engine, self.position, self.tokens = engine, 0, tokens
         self.cache: dict[str, np.ndarray] = {}
+        self.greedy = np.zeros(0, np.int32)  # the last step's on-chip argmax per real row
 
     def prefill(self, ids: list[int], log: list[StepRun], progress: Progress | None = None) -> list[np.ndarray]:
         """The prompt in steps of `prefill_tokens` (a single token takes the decode step); logits per step."""
@@ -393,5 +395,6 @@ class LpuSequence:
                     spans.append((f"link {k}->{k + 1}", moved))
         self.position = end
         log.append(StepRun(len(ids), step.cache_len, cycles + link_cycles, link_cycles, tuple(spans)))
+        self.greedy = outputs["next"][:len(ids), 0]  # the chip's argmax of each row's logits
         return outputs["logits"][:len(ids)]
 
