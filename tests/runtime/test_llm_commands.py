@@ -10,7 +10,6 @@ import pytest
 from openlpu.chip.spec import get_chip
 from openlpu.cli import main
 from openlpu.commands import chat
-from openlpu.commands.generate import EPILOG
 from openlpu.errors import UserError
 from openlpu.models.evaluation import eval_token_ids, score, teacher_forced_logits
 from openlpu.models.lpu_graph import build_step_graph
@@ -149,7 +148,12 @@ def test_eval_scores_each_mode_against_fp32(cli, tiny):
     assert rows["fp16"]["perplexity"] == pytest.approx(rows["fp32"]["perplexity"], rel=0.01)
 
 
-def test_generate_help_teaches_the_executors(cli):
-    assert "reference (the step graph's numpy reference" in EPILOG
-    with pytest.raises(SystemExit):
+def test_generate_help_teaches_the_options_and_the_executors(capsys):
+    with pytest.raises(SystemExit) as exit_:
         main(["generate", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    for option in ("--prompt", "--max-tokens", "--numerics", "--temperature", "--top-p", "--seed", "--stop",
+                   "--executor", "--chips", "--fail-link", "--trace", "--json"):
+        assert option in out
+    assert "fast (the compiled program a tensor instruction at a time)" in out and "exact (cycle-accurate" in out

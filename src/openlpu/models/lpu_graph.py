@@ -290,9 +290,7 @@ def split_stages(config: DecoderConfig, stages: int) -> list[tuple[int, int]]:
     if not 1 <= stages <= c.n_layers:
         raise UserError(f"{c.name} has {c.n_layers} layers: it splits into 1 to {c.n_layers} pipeline stages, "
                         f"not {stages}.")
-    d, kv = c.d_model, c.n_kv_heads * c.head_dim
-    layer = d * (c.n_heads * c.head_dim + 2 * kv) + c.n_heads * c.head_dim * d + 3 * d * c.d_ffn
-    head = c.vocab * d
+    layer, head = c.layer_params, c.vocab * c.d_model
     total = c.n_layers * layer + head
     cuts, lo = [], 0
     for s in range(stages - 1):
