@@ -224,10 +224,19 @@ class LpuEngine:
             return sum(n.value.nbytes for n in g.nodes if n.op == "constant")
 
         if weights(graphs[k]) > self.chip.sram_bytes:
-            lo, hi = self.layers[k]
+            c, (lo, hi) = self.model.config, self.layers[k]
             total = sum(weights(g) for g in graphs)
-            need = next((n for n in (2, 4, 8) if n > self.chips and total / n < 0.9 * self.chip.sram_bytes), None)
-            fix = (f"use --chips {need} (a pipeline of {need} chips)" if need else "no node of 8 chips holds it")
+            head = c.vocab * c.d_model
+            per_param = total / (c.n_layers * c.layer_params + head)
+
+            def biggest_stage(n: int) -> float:  # bytes of the largest stage of an n-chip pipeline
+                return per_param * max((b - a) * c.layer_params + head * (b == c.n_layers)
+                                       for a, b in split_stages(c, n))
+
+            chips = range(self.chips + 1, min(self.topology.chips, c.n_layers) + 1)
+            need = next((n for n in chips if biggest_stage(n) <= self.chip.sram_bytes), None)
+            fix = (f"use --chips {need} (a pipeline of {need} chips)" if need
+                   else f"no pipeline over a node's {self.topology.chips} chips holds it")
             other = [m for m in NUMERICS if m != self.numerics][0]
             raise UserError(
                 f"{self.model.name} at {self.numerics} has {total / 2**20:,.0f} MiB of weights and the stage of layers "
