@@ -34,12 +34,14 @@ runs on the fp16 cache in both modes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from openlpu.chip.spec import ChipSpec, get_chip
 from openlpu.compiler.graph import Graph, Node, rope_tables
 from openlpu.errors import UserError
-from openlpu.models.llama import LlamaWeights
+from openlpu.models.llama import LayerWeights, LlamaWeights
 from openlpu.models.numerics import quantize_int8_per_channel
 from openlpu.models.zoo import DecoderConfig
 
@@ -54,7 +56,7 @@ def check_numerics(numerics: str) -> str:
     return numerics
 
 
-class _Builder:
+class StepBuilder:
     """Adds one llama step to a Graph: the model's shape, the numerics mode and the constants layers share."""
 
     def __init__(self, g: Graph, config: DecoderConfig, numerics: str, tokens: int, chip: ChipSpec):
@@ -172,18 +174,23 @@ class _Builder:
         return self.g.cast(self.g.matmul(y, self.shared(f"first{y.cols}_{cols}", first, "fp16")), "fp16")
 
 
-class _Heads:
+class Heads:
     """The 0/1 constants that route heads through attention (see the module doc). Row h * P + p of the
     per-head tensors holds head h of token p."""
 
-    def __init__(self, b: _Builder):
+    def __init__(self, b: StepBuilder, kv_of_head: np.ndarray | None = None):
+        """`kv_of_head[h]`: the kv head (a column block of the cache) that query head h reads; by default the
+        model's grouping. A tensor-parallel shard passes its own heads' map, numbered from 0."""
         c, p = b.c, b.p
-        h, hd, group = c.n_heads, c.head_dim, c.n_heads // c.n_kv_heads
+        if kv_of_head is None:
+            kv_of_head = np.arange(c.n_heads) // (c.n_heads // c.n_kv_heads)
+        h, hd = len(kv_of_head), c.head_dim
+        self.n = h
         head_of_col = np.arange(h * hd) // hd  # query column -> its head
         row_head = np.repeat(np.arange(h), p)
         row_token = np.tile(np.arange(p), h)
-        fold = np.zeros((h * hd, c.n_kv_heads * hd))  # query column (head, j) -> kv column (kv head, j)
-        fold[np.arange(h * hd), (head_of_col // group) * hd + np.arange(h * hd) % hd] = 1
+        fold = np.zeros((h * hd, (int(kv_of_head.max()) + 1) * hd))  # query column (head, j) -> kv column (kv, j)
+        fold[np.arange(h * hd), kv_of_head[head_of_col] * hd + np.arange(h * hd) % hd] = 1
         self.mask = b.g.constant("heads.mask", row_head[:, None] == head_of_col[None, :], "fp32")  # [H P, H hd]
         self.fold = b.g.constant("heads.fold", fold, "fp16")
         self.unfold = b.g.constant("heads.unfold", fold.T, "fp16")
@@ -192,11 +199,11 @@ class _Heads:
         self.repeat = b.g.constant("heads.repeat", repeat, "fp16") if p > 1 else None
 
 
-def _attention(b: _Builder, heads: _Heads, q: Node, k_new: Node, v_new: Node, k_cache: Node, vt_cache: Node,
+def attention(b: StepBuilder, heads: Heads, q: Node, k_new: Node, v_new: Node, k_cache: Node, vt_cache: Node,
                mask: Node, mask_new: Node | None) -> Node:
     """softmax(q k^T + mask) v over the cached slots and the P new tokens; q [P, H hd] fp32 (scaled),
     k_new and v_new [P, kv] fp16 -> [P, H hd] fp32."""
-    g, p, n_heads = b.g, b.p, b.c.n_heads
+    g, p, n_heads = b.g, b.p, heads.n
     if p == 1:
         q_rows = g.mul(heads.mask, q)  # [H, H hd]: row h keeps head h's columns
     else:
@@ -247,40 +254,77 @@ def build_step_graph(config: DecoderConfig, weights: LlamaWeights, numerics: str
         raise UserError(f"{c.name} is a mixture of experts, which the LPU graph does not build yet; use a dense "
                         "llama such as smollm2-135m.")
     g = Graph()
-    b = _Builder(g, c, numerics, tokens, get_chip(chip))
-    p, d_q, d_kv = tokens, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim
-    x = g.input("x", (p, c.d_model), "fp32")
-    cos_q, sin_q = g.input("cos_q", (p, d_q), "fp32"), g.input("sin_q", (p, d_q), "fp32")
-    cos_k, sin_k = g.input("cos_k", (p, d_kv), "fp32"), g.input("sin_k", (p, d_kv), "fp32")
-    mask = g.input("mask", (c.n_heads * p, cache_len), "fp32")
-    mask_new = g.input("mask_new", (c.n_heads * p, p), "fp32") if p > 1 else None
-    pos = g.input("pos", (1, 1), "int32")
-    heads = _Heads(b)
+    b = StepBuilder(g, c, numerics, tokens, get_chip(chip))
+    x = g.input("x", (tokens, c.d_model), "fp32")
+    nodes = LayerInputs.add(g, c, tokens, cache_len, c.n_heads, c.n_kv_heads)
+    heads = Heads(b)
+    d_kv = c.n_kv_heads * c.head_dim
     caches = {i: (g.state(f"k{i}", (cache_len, d_kv), "fp16"), g.state(f"v{i}", (cache_len, d_kv), "fp16"))
               for i in range(lo, hi)}
     # V^T depends on the cache alone: every layer's is made first (graph order is the order in which the
     # scheduler claims the MXM planes), so the transposes run ahead of the layers' chains, not on them
     vts = {i: g.transpose(v_cache) for i, (_, v_cache) in caches.items()}
     for i, lw in enumerate(weights.layers[lo:hi], start=lo):
-        xin = b.normed_input(x, lw.attn_norm, f"l{i}.attn")
-        q, k, v = b.project(xin, [lw.wq, lw.wk, lw.wv], f"l{i}.qkv")
-        q = g.mul(g.rope(q, cos_q, sin_q), float(1 / np.sqrt(c.head_dim)))
-        k = g.cast(g.rope(k, cos_k, sin_k), "fp16", name=f"k_new{i}")
-        v = g.cast(v, "fp16", name=f"v_new{i}")
-        k_cache, v_cache = caches[i]
-        attn = _attention(b, heads, q, k, v, k_cache, vts[i], mask, mask_new)
-        g.write_rows(k_cache, k, pos)
-        g.write_rows(v_cache, v, pos)
-        x = g.add(x, b.project(b.prepare_input(attn), [lw.wo], f"l{i}.o")[0])
-        gate, up = b.project(b.normed_input(x, lw.ffn_norm, f"l{i}.ffn"), [lw.w_gate, lw.w_up], f"l{i}.gate_up")
-        x = g.add(x, b.project(b.prepare_input(g.mul(g.silu(gate), up)), [lw.w_down], f"l{i}.down")[0])
+        x = g.add(x, attention_sublayer(b, heads, nodes, x, i, lw, caches[i], vts[i]))
+        x = g.add(x, ffn_sublayer(b, x, i, lw))
     if hi < c.n_layers:
         g.output("x_out", x)
     else:
-        logits = b.project(b.normed_input(x, weights.output_norm, "out"), [weights.output], "out")[0]
-        g.output("logits", logits)
-        g.output("next", g.argmax(logits, name="next"))  # greedy decoding's token, chosen on the chip
+        add_head(b, x, weights)
     return g
+
+
+@dataclass(frozen=True)
+class LayerInputs:
+    """The step's input nodes that a layer reads besides the residual stream (see `step_inputs`)."""
+
+    cos_q: Node
+    sin_q: Node
+    cos_k: Node
+    sin_k: Node
+    mask: Node
+    mask_new: Node | None
+    pos: Node
+
+    @staticmethod
+    def add(g: Graph, c: DecoderConfig, p: int, cache_len: int, n_heads: int, n_kv_heads: int) -> LayerInputs:
+        d_q, d_kv = n_heads * c.head_dim, n_kv_heads * c.head_dim
+        return LayerInputs(g.input("cos_q", (p, d_q), "fp32"), g.input("sin_q", (p, d_q), "fp32"),
+                           g.input("cos_k", (p, d_kv), "fp32"), g.input("sin_k", (p, d_kv), "fp32"),
+                           g.input("mask", (n_heads * p, cache_len), "fp32"),
+                           g.input("mask_new", (n_heads * p, p), "fp32") if p > 1 else None,
+                           g.input("pos", (1, 1), "int32"))
+
+
+def attention_sublayer(b: StepBuilder, heads: Heads, nodes: LayerInputs, x: Node, i: int, lw: LayerWeights,
+                       cache: tuple[Node, Node], vt_cache: Node) -> Node:
+    """Layer i's attention output before the residual add, [P, d] fp32; writes the new keys and values into
+    the layer's cache (K, V) rows pos.. after reading it."""
+    g, c = b.g, b.c
+    q, k, v = b.project(b.normed_input(x, lw.attn_norm, f"l{i}.attn"), [lw.wq, lw.wk, lw.wv], f"l{i}.qkv")
+    q = g.mul(g.rope(q, nodes.cos_q, nodes.sin_q), float(1 / np.sqrt(c.head_dim)))
+    k = g.cast(g.rope(k, nodes.cos_k, nodes.sin_k), "fp16", name=f"k_new{i}")
+    v = g.cast(v, "fp16", name=f"v_new{i}")
+    k_cache, v_cache = cache
+    attn = attention(b, heads, q, k, v, k_cache, vt_cache, nodes.mask, nodes.mask_new)
+    g.write_rows(k_cache, k, nodes.pos)
+    g.write_rows(v_cache, v, nodes.pos)
+    return b.project(b.prepare_input(attn), [lw.wo], f"l{i}.o")[0]
+
+
+def ffn_sublayer(b: StepBuilder, x: Node, i: int, lw: LayerWeights) -> Node:
+    """Layer i's SwiGLU feed-forward output before the residual add, [P, d] fp32."""
+    g = b.g
+    gate, up = b.project(b.normed_input(x, lw.ffn_norm, f"l{i}.ffn"), [lw.w_gate, lw.w_up], f"l{i}.gate_up")
+    return b.project(b.prepare_input(g.mul(g.silu(gate), up)), [lw.w_down], f"l{i}.down")[0]
+
+
+def add_head(b: StepBuilder, x: Node, weights: LlamaWeights) -> None:
+    """The final norm and output head on the residual stream x: outputs `logits` and `next`."""
+    g = b.g
+    logits = b.project(b.normed_input(x, weights.output_norm, "out"), [weights.output], "out")[0]
+    g.output("logits", logits)
+    g.output("next", g.argmax(logits, name="next"))  # greedy decoding's token, chosen on the chip
 
 
 def split_stages(config: DecoderConfig, stages: int) -> list[tuple[int, int]]:
@@ -302,22 +346,25 @@ def split_stages(config: DecoderConfig, stages: int) -> list[tuple[int, int]]:
     return [*cuts, (lo, c.n_layers)]
 
 
-def step_inputs(config: DecoderConfig, embeddings: np.ndarray, start: int, cache_len: int) -> dict[str, np.ndarray]:
+def step_inputs(config: DecoderConfig, embeddings: np.ndarray, start: int, cache_len: int,
+                n_heads: int | None = None, n_kv_heads: int | None = None) -> dict[str, np.ndarray]:
     """The step's inputs for `embeddings` [P, d] of the tokens at positions start.. (a prefill bucket may end in
     padding rows: they come last, so no real token attends to them). Every query sees the cache slots
-    0 .. start - 1 and the new tokens up to itself; the step writes its P rows into slots start.."""
+    0 .. start - 1 and the new tokens up to itself; the step writes its P rows into slots start..
+    `n_heads`, `n_kv_heads`: the heads of a tensor-parallel shard (the model's by default)."""
     c = config
+    n_heads, n_kv_heads = n_heads or c.n_heads, n_kv_heads or c.n_kv_heads
     p = len(embeddings)
     if start + p > cache_len:
         raise UserError(f"{start} cached tokens and {p} new ones do not fit a cache of {cache_len} slots; compile "
                         "the step for a longer cache.")
     positions = start + np.arange(p)
-    cos_q, sin_q = rope_tables(positions, c.head_dim, c.n_heads, c.rope_theta)
-    cos_k, sin_k = rope_tables(positions, c.head_dim, c.n_kv_heads, c.rope_theta)
+    cos_q, sin_q = rope_tables(positions, c.head_dim, n_heads, c.rope_theta)
+    cos_k, sin_k = rope_tables(positions, c.head_dim, n_kv_heads, c.rope_theta)
     mask = np.where(np.arange(cache_len) < start, 0.0, MASKED).astype(np.float32)
     inputs = {"x": embeddings.astype(np.float32), "pos": np.array([[start]], np.int32), "cos_q": cos_q,
-              "sin_q": sin_q, "cos_k": cos_k, "sin_k": sin_k, "mask": np.tile(mask, (c.n_heads * p, 1))}
+              "sin_q": sin_q, "cos_k": cos_k, "sin_k": sin_k, "mask": np.tile(mask, (n_heads * p, 1))}
     if p > 1:
         causal = np.where(np.arange(p)[None, :] <= np.arange(p)[:, None], 0.0, MASKED).astype(np.float32)
-        inputs["mask_new"] = np.tile(causal, (c.n_heads, 1))
+        inputs["mask_new"] = np.tile(causal, (n_heads, 1))
     return inputs
