@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -46,6 +47,19 @@ GREEDY = SamplingParams(temperature=0.0)
 
 # progress(phase, done, total): phase "prompt" while the prompt's steps run, "decode" for new tokens
 Progress = Callable[[str, int, int], None]
+# (resource, cycles) of one piece of a step: "chip k" ran its stage or "link k->k+1" its hand-off (0 cycles on
+# the reference executor). Steps yield them as they run, so several sequences can share the pipeline.
+Span = tuple[str, int]
+T = TypeVar("T")
+
+
+def drain(spans: Generator[Span, None, T]) -> T:
+    """Run a step's (or a generation's) spans one after the other; returns what it returns."""
+    while True:
+        try:
+            next(spans)
+        except StopIteration as done:
+            return done.value
 
 
 def bucket_of(tokens: int, cache_bucket: int) -> int:
@@ -301,10 +315,20 @@ class LpuEngine:
         """Continue `prompt_ids` by up to `max_new_tokens` tokens chosen by `sampling` (greedy by default).
         A stop id ends the answer (it is kept in `token_ids`, not in `text`); so does a stop string of
         `sampling`, which the text then ends before."""
-        t_start = time.perf_counter()
+        return drain(self.generation(prompt_ids, max_new_tokens, stop_ids, sampling, progress))
+
+    def generation(self, prompt_ids: Sequence[int], max_new_tokens: int, stop_ids: Iterable[int] = (),
+                   sampling: SamplingParams = GREEDY, progress: Progress | None = None
+                   ) -> Generator[Span, None, Generation]:
+        """`generate`, checked now and run a span at a time as the generator is advanced (pipeline_flight.py
+        interleaves several); it returns the Generation."""
         if max_new_tokens < 1:
             raise UserError(f"max_new_tokens is {max_new_tokens}; ask for at least 1 new token.")
-        prompt = self._check(prompt_ids, max_new_tokens)
+        return self._generation(self._check(prompt_ids, max_new_tokens), max_new_tokens, stop_ids, sampling, progress)
+
+    def _generation(self, prompt: list[int], max_new_tokens: int, stop_ids: Iterable[int], sampling: SamplingParams,
+                    progress: Progress | None) -> Generator[Span, None, Generation]:
+        t_start = time.perf_counter()
         stops = frozenset(stop_ids)
         gen = Generation(prompt, [], self.chip, self.numerics, self.executor, self.chips)
         compiled_before = sum(s.compile_s for s in self._steps.values())
@@ -312,7 +336,7 @@ class LpuEngine:
         sampler, detokenizer = Sampler(sampling), IncrementalDetokenizer(self.model.tokenizer)
         matcher = StopMatcher(sampling.stop)
         seq = self.sequence(len(prompt) + max_new_tokens)
-        logits = seq.prefill(prompt, gen.prefill, progress)[-1][-1]
+        logits = (yield from seq.prefill_spans(prompt, gen.prefill, progress))[-1][-1]
         gen.prefill_tokens = 1 if len(prompt) == 1 else self.prefill_tokens
         cut = False  # the text ended at a stop string
         while True:
@@ -330,7 +354,7 @@ class LpuEngine:
                 break
             if len(gen.token_ids) == max_new_tokens:
                 break
-            logits = seq.run([token], 1, gen.decode)[-1]
+            logits = (yield from seq.spans([token], 1, gen.decode))[-1]
         if not cut:  # let out what the detokenizer and the stop matcher still hold
             tail, cut = matcher.feed(detokenizer.flush())
             gen.text += tail if cut else tail + matcher.flush()
@@ -363,10 +387,14 @@ class LpuSequence:
 
     def prefill(self, ids: list[int], log: list[StepRun], progress: Progress | None = None) -> list[np.ndarray]:
         """The prompt in steps of `prefill_tokens` (a single token takes the decode step); logits per step."""
+        return drain(self.prefill_spans(ids, log, progress))
+
+    def prefill_spans(self, ids: list[int], log: list[StepRun], progress: Progress | None = None
+                      ) -> Generator[Span, None, list[np.ndarray]]:
         out, i = [], 0
         while i < len(ids):
             rows = 1 if len(ids) == 1 else self.engine.prefill_rows(self.position)
-            out.append(self.run(ids[i:i + rows], rows, log))
+            out.append((yield from self.spans(ids[i:i + rows], rows, log)))
             i += rows
             if progress:
                 progress("prompt", min(i, len(ids)), len(ids))
@@ -376,6 +404,10 @@ class LpuSequence:
         """`ids` at the current position in a step of `rows` tokens (the rest padding); stores their keys and
         values; returns their logits [len(ids), vocab]. The stages run one after the other, each handing the
         residual stream to the next over their link, its bytes moved by the network executor."""
+        return drain(self.spans(ids, rows, log))
+
+    def spans(self, ids: list[int], rows: int, log: list[StepRun]) -> Generator[Span, None, np.ndarray]:
+        """`run`, yielding each stage's and each hand-off's span after it runs."""
         engine, c = self.engine, self.engine.model.config
         if self.position + len(ids) > self.tokens:
             raise UserError(f"the sequence has room for {self.tokens} tokens and holds {self.position}: {len(ids)} "
@@ -393,15 +425,18 @@ class LpuSequence:
             inputs = {**shared, "x": x}
             if stage.compiled is None:
                 outputs = stage.graph.evaluate(inputs, lanes=engine.chip.lanes, state=self.cache)
+                yield f"chip {k}", 0
             else:
                 result = stage.compiled.run(inputs, executor=engine.executor, state=self.cache)
                 outputs, cycles = result.outputs, cycles + result.cycles
                 spans.append((f"chip {k}", result.cycles))
+                yield spans[-1]
             if k < len(step.handoffs):
                 x, moved = engine.hand_off(step, k, outputs["x_out"])
                 if stage.compiled is not None:
                     link_cycles += moved
                     spans.append((f"link {k}->{k + 1}", moved))
+                yield f"link {k}->{k + 1}", moved if stage.compiled is not None else 0
         self.position = end
         log.append(StepRun(len(ids), step.cache_len, cycles + link_cycles, link_cycles, tuple(spans)))
         self.greedy = outputs["next"][:len(ids), 0]  # the chip's argmax of each row's logits
