@@ -5,7 +5,8 @@ step's numpy reference at the chip's numerics, and `openlpu.compile` turns it in
 LPU. How the step is shaped around what the graph offers:
 
 - the token embedding is looked up on the host: the step takes the embeddings x [P, d_model] (fp32), and
-  returns the logits [P, vocab] (fp32) for the host to pick from (there is no argmax on the chip yet);
+  returns the logits [P, vocab] (fp32) and `next`, each row's token chosen on the chip: greedy, or sampled
+  with the host's Gumbel noise at a temperature, within the top-p nucleus (models/sampling_graph.py);
 - the KV cache lives in SRAM as state tensors (`Graph.state`), per layer K and V as rows [L, kv] in fp16
   (kv = n_kv_heads * head_dim), with `mask` [H * P, L] adding MASKED to the slots not filled yet. The P new
   tokens are attended to separately (their keys and values never enter cache-sized tensors inside the step)
@@ -43,6 +44,7 @@ from openlpu.compiler.graph import Graph, Node, rope_tables
 from openlpu.errors import UserError
 from openlpu.models.llama import LayerWeights, LlamaWeights
 from openlpu.models.numerics import quantize_int8_per_channel
+from openlpu.models.sampling_graph import choose_next
 from openlpu.models.zoo import DecoderConfig
 
 NUMERICS = ("fp16", "int8")
@@ -234,12 +236,13 @@ def attention(b: StepBuilder, heads: Heads, q: Node, k_new: Node, v_new: Node, k
 
 def build_step_graph(config: DecoderConfig, weights: LlamaWeights, numerics: str = "int8", tokens: int = 1,
                      cache_len: int = 64, chip: str | ChipSpec = "tsp-v1",
-                     layers: tuple[int, int] | None = None) -> Graph:
+                     layers: tuple[int, int] | None = None, sampling: str = "greedy") -> Graph:
     """The graph of one step of `tokens` new tokens against `cache_len` cache slots. Inputs (see `step_inputs`):
     `x`, `pos` (the first new token's position), `cos_q`, `sin_q`, `cos_k`, `sin_k`, `mask`, `mask_new`
     (prefill only). State (in SRAM across steps): per layer the cache `k{i}` and `v{i}` [L, kv] fp16, whose rows
     pos..pos + P - 1 the step writes (padding rows included, so pos + P <= L). Outputs: `logits` [P, vocab]
-    and `next` [P, 1] int32, each row's argmax (the first on ties): greedy decoding's token.
+    and `next` [P, 1] int32, each row's token chosen on the chip by `sampling` (models/sampling_graph.py:
+    `greedy`, the argmax, first on ties; `sample` and `nucleus` add the inputs `gumbel`, `inv_temp`, `top_p`).
     Fused weights start on the chip's tile edges, and `evaluate` needs its lanes.
 
     `layers` (lo, hi) builds one pipeline stage: layers lo..hi-1 of the model, with the output head only in
@@ -270,7 +273,7 @@ def build_step_graph(config: DecoderConfig, weights: LlamaWeights, numerics: str
     if hi < c.n_layers:
         g.output("x_out", x)
     else:
-        add_head(b, x, weights)
+        add_head(b, x, weights, sampling)
     return g
 
 
@@ -319,12 +322,12 @@ def ffn_sublayer(b: StepBuilder, x: Node, i: int, lw: LayerWeights) -> Node:
     return b.project(b.prepare_input(g.mul(g.silu(gate), up)), [lw.w_down], f"l{i}.down")[0]
 
 
-def add_head(b: StepBuilder, x: Node, weights: LlamaWeights) -> None:
+def add_head(b: StepBuilder, x: Node, weights: LlamaWeights, sampling: str = "greedy") -> None:
     """The final norm and output head on the residual stream x: outputs `logits` and `next`."""
     g = b.g
     logits = b.project(b.normed_input(x, weights.output_norm, "out"), [weights.output], "out")[0]
     g.output("logits", logits)
-    g.output("next", g.argmax(logits, name="next"))  # greedy decoding's token, chosen on the chip
+    g.output("next", choose_next(b, logits, sampling))  # the next token, chosen on the chip
 
 
 def split_stages(config: DecoderConfig, stages: int) -> list[tuple[int, int]]:
