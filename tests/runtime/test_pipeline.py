@@ -73,7 +73,7 @@ def test_a_step_costs_its_stages_and_its_link(two_chips):
 
 
 def test_chip_counts_outside_a_node_or_the_layers_are_one_sentence(tiny):
-    with pytest.raises(UserError, match="9 chips: a pipeline runs on the 8 chips of one node; use 1 to 8"):
+    with pytest.raises(UserError, match="9 chips: a model runs on the 8 chips of one node; use 1 to 8"):
         LpuEngine(tiny, chips=9)
     with pytest.raises(UserError, match="2 layers: it splits into 1 to 2 pipeline stages, not 4"):
         LpuEngine(tiny, chips=4)

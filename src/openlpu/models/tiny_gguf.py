@@ -138,9 +138,13 @@ def llama_header(path, config: DecoderConfig) -> GGUFWriter:
     return writer
 
 
-def write_tiny_gguf(path: str | Path, *, seed: int = 0, tensor_type: str = "F32", tied: bool = True) -> Path:
-    """Write the tiny model; matrices stored as `tensor_type` (F32, F16, Q8_0, Q4_1, ...), norms as F32."""
-    config = replace(TINY_CONFIG, tie_embeddings=tied)
+def write_tiny_gguf(path: str | Path, *, seed: int = 0, tensor_type: str = "F32", tied: bool = True,
+                    heads: tuple[int, int] = (TINY_CONFIG.n_heads, TINY_CONFIG.n_kv_heads)) -> Path:
+    """Write the tiny model; matrices stored as `tensor_type` (F32, F16, Q8_0, Q4_1, ...), norms as F32.
+    `heads`: query and kv heads (of 16 columns each), e.g. (9, 3) for SmolLM2-135M's grouping."""
+    n_heads, n_kv_heads = heads
+    config = replace(TINY_CONFIG, tie_embeddings=tied, n_heads=n_heads, n_kv_heads=n_kv_heads,
+                     d_model=n_heads * TINY_CONFIG.head_dim)
     qtype = GGMLQuantizationType[tensor_type]
     tokens, types, merges = tiny_vocabulary()
     path = Path(path)

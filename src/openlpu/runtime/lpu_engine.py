@@ -2,8 +2,9 @@
 
 The engine strings steps together: prefill steps of `prefill_tokens` prompt tokens (default 4; halved while
 a step that size does not fit the chip's SRAM), then one decode step per generated token, sampled on the
-host from the step's logits (temperature, top-p, seed; greedy takes the chip's own argmax; stop tokens and
-stop strings end the answer).
+chip itself: the step program's `next` (greedy: the argmax; with a temperature: a Gumbel-max sample from
+noise the host draws with the request's seed, within the top-p nucleus the chip finds; models/sampling_graph.py).
+Stop tokens and stop strings end the answer.
 Over several chips each step is a pipeline of stages (layer ranges) that hand the residual stream on over
 scheduled links. The KV cache lives in the chip's SRAM (state tensors of the step programs, padded to a
 bucket of `cache_bucket` slots): a step receives the embeddings, the position and the RoPE tables and mask
@@ -33,9 +34,12 @@ from openlpu.compiler.graph import Graph
 from openlpu.errors import UserError
 from openlpu.models.lpu_graph import NUMERICS, build_step_graph, check_numerics, split_stages, step_inputs
 from openlpu.models.registry import LoadedModel
+from openlpu.models.sampling_graph import sampling_inputs, sampling_mode
+from openlpu.models.tp_graph import shard_plan
+from openlpu.runtime import tensor_parallel
 from openlpu.runtime.detokenize import IncrementalDetokenizer
 from openlpu.runtime.engine import FINISH_LENGTH, FINISH_STOP
-from openlpu.runtime.sampling import Sampler, SamplingParams, StopMatcher
+from openlpu.runtime.sampling import SamplingParams, StopMatcher
 from openlpu.system import topology
 from openlpu.system.faults import parse_link, probe_links
 from openlpu.system.netexec import MissingArrival, execute
@@ -43,6 +47,7 @@ from openlpu.system.schedule import NetworkSchedule, Transfer, schedule
 from openlpu.system.spec import GROQ_V1
 
 EXECUTORS = ("fast", "exact", "reference")
+PARALLEL = ("pipeline", "tensor")
 GREEDY = SamplingParams(temperature=0.0)
 
 # progress(phase, done, total): phase "prompt" while the prompt's steps run, "decode" for new tokens
@@ -95,8 +100,10 @@ class StepRun:
     tokens: int  # real tokens in the step
     cache_len: int
     cycles: int  # simulated cycles, the stages' and the links' (0 for the reference executor)
-    link_cycles: int = 0  # of which on the links between stages
-    spans: tuple[tuple[str, int], ...] = ()  # (chip k or link k->k+1, cycles) in the order they ran
+    link_cycles: int = 0  # of which on the links between chips
+    # for the trace: (track, start, cycles) from the step's start; a track is "chip k", a pipeline hand-off
+    # "link k->k+1" or, under tensor parallelism, a physical link "link a-b" carrying an all-reduce
+    events: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass
@@ -109,6 +116,7 @@ class Generation:
     numerics: str
     executor: str
     chips: int = 1
+    parallel: str = "pipeline"  # how the model is split over `chips`: PARALLEL
     prefill_tokens: int = 1  # prompt tokens a prefill step took
     replans: list[str] = field(default_factory=list)  # link failures detected, each followed by a re-plan
     text: str = ""  # the answer: stop tokens left out, cut before a stop string
@@ -153,20 +161,24 @@ class Generation:
         return {"text": self.text, "token_ids": self.token_ids, "finish_reason": self.finish_reason,
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "numerics": self.numerics, "executor": self.executor, "chip": self.chip.name, "chips": self.chips,
+                "parallel": self.parallel,
                 "prefill_cycles": self.prefill_cycles, "cycles_per_token": self.cycles_per_token,
                 "ttft_s": self.ttft_s, "tokens_per_s": self.tokens_per_s, "compile_s": self.compile_s,
                 "host_s": self.host_s, "prefill_tokens": self.prefill_tokens, "replans": self.replans}
 
 
 class LpuEngine:
-    """A loaded model on `chips` simulated chips of one node, a pipeline of layer ranges (one chip holds the
-    whole model when it fits); `generate` runs a generation."""
+    """A loaded model on `chips` simulated chips of one node, split as a pipeline of layer ranges (one chip
+    holds the whole model when it fits) or by tensor parallelism (every layer's heads and FFN columns over
+    the chips, runtime/tensor_parallel.py); `generate` runs a generation."""
 
     def __init__(self, model: LoadedModel, numerics: str = "int8", chip: str | ChipSpec = "tsp-v1",
                  executor: str = "fast", cache_bucket: int = 64, prefill_tokens: int = 4, chips: int = 1,
-                 failed_links: Iterable[str | int] = (), steps_kept: int | None = None):
+                 failed_links: Iterable[str | int] = (), steps_kept: int | None = None, parallel: str = "pipeline"):
         if executor not in EXECUTORS:
             raise UserError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}.")
+        if parallel not in PARALLEL:
+            raise UserError(f"unknown parallelism {parallel!r}: use one of {', '.join(PARALLEL)}.")
         if cache_bucket < 1 or prefill_tokens < 1:
             raise UserError(f"cache_bucket ({cache_bucket}) and prefill_tokens ({prefill_tokens}) must be at least 1.")
         self.model, self.numerics, self.executor = model, check_numerics(numerics), executor
@@ -175,29 +187,33 @@ class LpuEngine:
         # the stages sit on chips 0..chips-1 of a full node, whose other chips give hand-offs their detours
         self.topology = topology.node(GROQ_V1.chips_per_node)
         if not 1 <= chips <= self.topology.chips:
-            raise UserError(f"{chips} chips: a pipeline runs on the {self.topology.chips} chips of one node; use 1 to "
+            raise UserError(f"{chips} chips: a model runs on the {self.topology.chips} chips of one node; use 1 to "
                             f"{self.topology.chips}.")
-        self.layers = split_stages(model.config, chips)
+        self.parallel = parallel
+        self.shards = shard_plan(model.config, chips) if parallel == "tensor" else []
+        self.layers = split_stages(model.config, 1 if self.shards else chips)
         # links broken in the simulated hardware; the planner learns of them only when a hand-off loses flits
         self.failed_links = tuple(parse_link(self.topology, name) for name in failed_links)
         self.known_failed: tuple[int, ...] = ()
         self.replans: list[MissingArrival] = []  # the detection behind each re-plan
         self.steps_kept = steps_kept  # step shapes held at once (None: all); the least recently used goes first
-        self._steps: OrderedDict[tuple[int, int], Step] = OrderedDict()
+        self._steps: OrderedDict[tuple[int, int, str], Step] = OrderedDict()
 
     @property
     def chips(self) -> int:
-        return len(self.layers)
+        return len(self.shards) or len(self.layers)
 
-    def step(self, tokens: int, cache_len: int) -> Step:
-        """The (compiled) step for this shape, built on first use."""
-        key = (tokens, cache_len)
+    def step(self, tokens: int, cache_len: int, sampling: str = "greedy") -> Step:
+        """The (compiled) step for this shape and sampling mode (models/sampling_graph.py), built on first use."""
+        key = (tokens, cache_len, sampling)
         if key in self._steps:
             self._steps.move_to_end(key)
+        elif self.shards:
+            self._steps[key] = tensor_parallel.build_step(self, self.shards, tokens, cache_len, sampling)
         else:
             t0 = time.perf_counter()
             c, w = self.model.config, self.model.weights
-            graphs = [build_step_graph(c, w, self.numerics, tokens, cache_len, self.chip, layers)
+            graphs = [build_step_graph(c, w, self.numerics, tokens, cache_len, self.chip, layers, sampling)
                       for layers in self.layers]
             stages = []
             for k, (layers, graph) in enumerate(zip(self.layers, graphs, strict=True)):
@@ -206,8 +222,8 @@ class LpuEngine:
                 compiled = None if self.executor == "reference" else compile(graph, self.chip, check=False)
                 stages.append(Stage(layers, graph, compiled))
             self._steps[key] = Step(tokens, cache_len, stages, self._plan_handoffs(tokens), time.perf_counter() - t0)
-            while self.steps_kept is not None and len(self._steps) > self.steps_kept:
-                self._steps.popitem(last=False)
+        while self.steps_kept is not None and len(self._steps) > self.steps_kept:
+            self._steps.popitem(last=False)
         return self._steps[key]
 
     def _plan_handoffs(self, tokens: int) -> list[NetworkSchedule]:
@@ -277,22 +293,24 @@ class LpuEngine:
                             "tokenizer.")
         return ids
 
-    def prefill_rows(self, position: int) -> int:
+    def prefill_rows(self, position: int, sampling: str = "greedy") -> int:
         """Rows of the prompt step at `position`: `prefill_tokens`, compiled on first use; halved for good while
         such a step does not fit the chip's SRAM (how much fits moves with the compiler's allocation)."""
         while True:
             rows = self.prefill_tokens
             try:
-                self.step(rows, self._bucket(position + rows))
+                self.step(rows, self._bucket(position + rows), sampling)
                 return rows
             except SramFull:
                 if rows == 1:
                     raise
                 self.prefill_tokens = rows // 2
 
-    def prepare(self, prompt_tokens: int, max_new_tokens: int, progress: Progress | None = None) -> float:
+    def prepare(self, prompt_tokens: int, max_new_tokens: int, progress: Progress | None = None,
+                sampling: SamplingParams = GREEDY) -> float:
         """Build and compile the steps a generation of this size may run, so their cost shows apart from it;
         returns the host seconds spent compiling."""
+        mode = sampling_mode(sampling.temperature, sampling.top_p)
         self._check_length(prompt_tokens, max_new_tokens)
         before = sum(s.compile_s for s in self._steps.values())
         decode = list(dict.fromkeys(self._bucket(p + 1) for p in range(prompt_tokens,
@@ -301,11 +319,11 @@ class LpuEngine:
         while position < prompt_tokens:
             if progress:
                 progress("compile", position, total)
-            position += 1 if prompt_tokens == 1 else self.prefill_rows(position)
+            position += 1 if prompt_tokens == 1 else self.prefill_rows(position, mode)
         for k, cache_len in enumerate(decode):
             if progress:
                 progress("compile", prompt_tokens + k, total)
-            self.step(1, cache_len)
+            self.step(1, cache_len, mode)
         if progress:
             progress("compile", total, total)
         return sum(s.compile_s for s in self._steps.values()) - before
@@ -330,17 +348,16 @@ class LpuEngine:
                     progress: Progress | None) -> Generator[Span, None, Generation]:
         t_start = time.perf_counter()
         stops = frozenset(stop_ids)
-        gen = Generation(prompt, [], self.chip, self.numerics, self.executor, self.chips)
+        gen = Generation(prompt, [], self.chip, self.numerics, self.executor, self.chips, self.parallel)
         compiled_before = sum(s.compile_s for s in self._steps.values())
         replans_before = len(self.replans)
-        sampler, detokenizer = Sampler(sampling), IncrementalDetokenizer(self.model.tokenizer)
-        matcher = StopMatcher(sampling.stop)
-        seq = self.sequence(len(prompt) + max_new_tokens)
-        logits = (yield from seq.prefill_spans(prompt, gen.prefill, progress))[-1][-1]
+        detokenizer, matcher = IncrementalDetokenizer(self.model.tokenizer), StopMatcher(sampling.stop)
+        seq = self.sequence(len(prompt) + max_new_tokens, sampling)
+        yield from seq.prefill_spans(prompt, gen.prefill, progress)
         gen.prefill_tokens = 1 if len(prompt) == 1 else self.prefill_tokens
         cut = False  # the text ended at a stop string
         while True:
-            token = int(seq.greedy[-1]) if sampling.temperature == 0 else sampler.choose(logits)
+            token = int(seq.chosen[-1])
             gen.token_ids.append(token)
             if progress:
                 progress("decode", len(gen.token_ids), max_new_tokens)
@@ -354,7 +371,7 @@ class LpuEngine:
                 break
             if len(gen.token_ids) == max_new_tokens:
                 break
-            logits = (yield from seq.spans([token], 1, gen.decode))[-1]
+            yield from seq.spans([token], 1, gen.decode)
         if not cut:  # let out what the detokenizer and the stop matcher still hold
             tail, cut = matcher.feed(detokenizer.flush())
             gen.text += tail if cut else tail + matcher.flush()
@@ -364,9 +381,9 @@ class LpuEngine:
         gen.host_s = time.perf_counter() - t_start
         return gen
 
-    def sequence(self, tokens: int) -> LpuSequence:
-        """A new sequence with room for `tokens` tokens in its KV cache."""
-        return LpuSequence(self, tokens)
+    def sequence(self, tokens: int, sampling: SamplingParams = GREEDY) -> LpuSequence:
+        """A new sequence with room for `tokens` tokens in its KV cache, its tokens chosen by `sampling`."""
+        return LpuSequence(self, tokens, sampling)
 
     def teacher_forced_logits(self, ids: Sequence[int], progress: Progress | None = None) -> np.ndarray:
         """Logits [len(ids), vocab]: row i predicts ids[i + 1] having seen ids[:i + 1] (prefill steps only)."""
@@ -378,12 +395,24 @@ class LpuSequence:
     """One sequence's KV cache and the steps that extend it. The cache is the SRAM of the step programs' state
     tensors (`k{i}`, `v{i}` [slots, kv]), which each run carries over to the next (Compiled.run). The programs
     of different shapes place it at their own addresses, so the sequence keeps one image of it for all of them,
-    grown with zero slots when a step of a larger bucket takes over."""
+    grown with zero slots when a step of a larger bucket takes over. Its steps choose each row's next token
+    by `sampling`; the Gumbel noise comes from a generator seeded with its seed, one row per real token."""
 
-    def __init__(self, engine: LpuEngine, tokens: int):
+    def __init__(self, engine: LpuEngine, tokens: int, sampling: SamplingParams = GREEDY):
         self.engine, self.position, self.tokens = engine, 0, tokens
         self.cache: dict[str, np.ndarray] = {}
-        self.greedy = np.zeros(0, np.int32)  # the last step's on-chip argmax per real row
+        self.sampling, self.mode = sampling, sampling_mode(sampling.temperature, sampling.top_p)
+        self.rng = np.random.default_rng(sampling.seed)
+        self.chosen = np.zeros(0, np.int32)  # the last step's on-chip choice of each real row's next token
+        self.draws: dict[str, np.ndarray] = {}  # the sampling inputs of the step being run
+
+    def _sampling_inputs(self, rows: int, real: int) -> dict[str, np.ndarray]:
+        """Gumbel noise for the `real` rows of a step of `rows` (zero for padding), 1 / T and top_p."""
+        if self.mode == "greedy":
+            return {}
+        gumbel = np.zeros((rows, self.engine.model.config.vocab))
+        gumbel[:real] = self.rng.gumbel(size=(real, gumbel.shape[1]))
+        return sampling_inputs(self.mode, gumbel, self.sampling.temperature, self.sampling.top_p)
 
     def prefill(self, ids: list[int], log: list[StepRun], progress: Progress | None = None) -> list[np.ndarray]:
         """The prompt in steps of `prefill_tokens` (a single token takes the decode step); logits per step."""
@@ -393,7 +422,7 @@ class LpuSequence:
                       ) -> Generator[Span, None, list[np.ndarray]]:
         out, i = [], 0
         while i < len(ids):
-            rows = 1 if len(ids) == 1 else self.engine.prefill_rows(self.position)
+            rows = 1 if len(ids) == 1 else self.engine.prefill_rows(self.position, self.mode)
             out.append((yield from self.spans(ids[i:i + rows], rows, log)))
             i += rows
             if progress:
@@ -412,33 +441,48 @@ class LpuSequence:
         if self.position + len(ids) > self.tokens:
             raise UserError(f"the sequence has room for {self.tokens} tokens and holds {self.position}: {len(ids)} "
                             "more do not fit; start a sequence with room for them all.")
-        step = engine.step(rows, engine._bucket(self.position + rows))
+        step = engine.step(rows, engine._bucket(self.position + rows), self.mode)
         for name, value in self.cache.items():
             self.cache[name] = np.pad(value, ((0, step.cache_len - len(value)), (0, 0)))
         x = np.zeros((rows, c.d_model), np.float32)
         x[:len(ids)] = engine.model.weights.token_embd[ids]
-        shared = step_inputs(c, x, self.position, step.cache_len)
-        cycles = link_cycles = 0
-        spans = []
+        self.draws = self._sampling_inputs(rows, len(ids))
         end = self.position + len(ids)
+        if engine.shards:
+            run = tensor_parallel.run_step(engine, step, engine.shards, self.cache, x, self.position, self.draws)
+        else:
+            run = self._pipeline(step, x)
+        outputs, cycles, link_cycles, events = yield from run
+        self.position = end
+        log.append(StepRun(len(ids), step.cache_len, cycles, link_cycles, tuple(events)))
+        self.chosen = outputs["next"][:len(ids), 0]  # the chip's choice of each real row's next token
+        return outputs["logits"][:len(ids)]
+
+    def _pipeline(self, step: Step, x: np.ndarray) -> Generator[Span, None, tuple[dict, int, int, list]]:
+        """The stages one after the other, each handing the residual stream to the next over their link, its
+        bytes moved by the network executor; returns the last stage's outputs, the step's cycles, the links'
+        share of them and the trace events."""
+        engine = self.engine
+        shared = step_inputs(engine.model.config, x, self.position, step.cache_len)
+        cycles = link_cycles = 0
+        events = []
         for k, stage in enumerate(step.stages):
-            inputs = {**shared, "x": x}
+            inputs = {**shared, **self.draws, "x": x}
             if stage.compiled is None:
                 outputs = stage.graph.evaluate(inputs, lanes=engine.chip.lanes, state=self.cache)
                 yield f"chip {k}", 0
             else:
                 result = stage.compiled.run(inputs, executor=engine.executor, state=self.cache)
-                outputs, cycles = result.outputs, cycles + result.cycles
-                spans.append((f"chip {k}", result.cycles))
-                yield spans[-1]
+                outputs = result.outputs
+                events.append((f"chip {k}", cycles, result.cycles))
+                cycles += result.cycles
+                yield f"chip {k}", result.cycles
             if k < len(step.handoffs):
                 x, moved = engine.hand_off(step, k, outputs["x_out"])
-                if stage.compiled is not None:
-                    link_cycles += moved
-                    spans.append((f"link {k}->{k + 1}", moved))
-                yield f"link {k}->{k + 1}", moved if stage.compiled is not None else 0
-        self.position = end
-        log.append(StepRun(len(ids), step.cache_len, cycles + link_cycles, link_cycles, tuple(spans)))
-        self.greedy = outputs["next"][:len(ids), 0]  # the chip's argmax of each row's logits
-        return outputs["logits"][:len(ids)]
-
+                if stage.compiled is None:
+                    moved = 0
+                else:
+                    events.append((f"link {k}->{k + 1}", cycles, moved))
+                    cycles, link_cycles = cycles + moved, link_cycles + moved
+                yield f"link {k}->{k + 1}", moved
+        return outputs, cycles, link_cycles, events

@@ -39,22 +39,23 @@ def chrome_trace(result: RunResult, pid: int = 0, process_name: str | None = Non
 
 def generation_trace(gen) -> list[dict]:
     """A generation on the simulated system (openlpu.runtime.lpu_engine.Generation): a track per chip with
-    each step's program, and a track per link with each hand-off between pipeline stages."""
+    each step's programs, and a track per link with each hand-off between pipeline stages or, under tensor
+    parallelism, the all-reduces it carries."""
     us = 1e6 / gen.chip.clock_hz
     steps = [("prompt step", s) for s in gen.prefill] + [("decode step", s) for s in gen.decode]
-    tracks = list(dict.fromkeys(name for _, s in steps for name, _ in s.spans))
+    tracks = list(dict.fromkeys(name for _, s in steps for name, _, _ in s.events))
     tid = {name: i for i, name in enumerate(tracks)}
     events: list[dict] = [{"ph": "M", "pid": 0, "name": "process_name",
-                           "args": {"name": f"{gen.chips} x {gen.chip.name}, {gen.numerics}"}}]
+                           "args": {"name": f"{gen.chips} x {gen.chip.name}, {gen.numerics}, {gen.parallel}"}}]
     events += [{"ph": "M", "pid": 0, "tid": t, "name": "thread_name", "args": {"name": name}}
                for name, t in tid.items()]
     t = 0
     for k, (kind, step) in enumerate(steps):
-        for name, cycles in step.spans:
+        for name, start, cycles in step.events:
             events.append({"ph": "X", "pid": 0, "tid": tid[name], "name": f"{kind} {k}", "cat": name.split()[0],
-                           "ts": t * us, "dur": cycles * us,
+                           "ts": (t + start) * us, "dur": cycles * us,
                            "args": {"tokens": step.tokens, "cache_slots": step.cache_len, "cycles": cycles}})
-            t += cycles
+        t += step.cycles
     return events
 
 
