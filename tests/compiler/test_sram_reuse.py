@@ -79,3 +79,22 @@ def test_weights_fill_banks_from_the_top_apart_from_activations():
         assert addr < top[bank] - 100  # activations grow from the bottom
     with pytest.raises(UserError, match="does not fit"):
         a.alloc_roomiest(slices, 4, MINI.bank_size, "weights")
+
+
+def test_units_sharing_weight_tiles_keep_one_copy_in_one_hemisphere():
+    # [8, 64] x [64, 64] int8: 2 N tiles for 4 units, so two units take each tile's rows in halves. Matmuls
+    # alternate their first unit; the second one's pairs once straddled the hemispheres and stored each tile
+    # in both (a SmolLM2 prefill step's o and down weights twice over: P = 8 did not fit one tsp-v1).
+    g, rng = Graph(), np.random.default_rng(0)
+    x = g.input("x", (8, 64), "int8")
+    y = x
+    for k in range(4):
+        w = g.constant(f"w{k}", rng.integers(-127, 128, (64, 64)), "int8")
+        y = g.cast(g.matmul(y, w), "int8")
+    g.output("y", y)
+    compiled = compile(g, MINI, check=True)
+    weight_vectors = sum(t.rows for name, t in compiled.program.tensors.items() if name.startswith("__w"))
+    assert weight_vectors == 4 * 2 * 2 * MINI.lanes  # 4 matmuls of 2 x 2 tiles, each tile's rows stored once
+    xv = rng.integers(-127, 128, (8, 64)).astype(np.int8)
+    assert _same_bits(compiled.run({"x": xv}, executor="fast").outputs["y"],
+                      g.evaluate({"x": xv}, lanes=MINI.lanes)["y"])

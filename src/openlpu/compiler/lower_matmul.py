@@ -92,6 +92,9 @@ def lower_matmul(ctx, node, a: Placed, b: np.ndarray | Placed, out: Placed) -> i
         ctx.matmul_turn += 1
         # fewer N tiles than units: the units that would idle take a share of the rows instead
         groups = max(1, min(len(mine) // nt_count, rows))
+        if groups > 1:  # units that share an N tile (consecutive ones) share a hemisphere, so its SRAM holds the
+            # tile once: split across hemispheres, a prefill step's o and down weights took SRAM twice
+            mine = sorted(mine, key=lambda u, first=mine[0][1]: u[1] != first)
         row_groups = row_split(rows, groups)
         for i, (plane, mxm) in enumerate(mine[:groups * min(nt_count, len(mine))]):
             west = mxm == "MXM_W"
