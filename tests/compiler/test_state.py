@@ -4,7 +4,7 @@ outputs and state equal the reference's, whose state is carried between evaluati
 import numpy as np
 import pytest
 
-from openlpu.compiler.compile import compile
+from openlpu.compiler.compile import compile, pin_states
 from openlpu.compiler.graph import Graph
 from openlpu.errors import UserError
 
@@ -116,3 +116,31 @@ def test_addresses_made_early_keep_their_sram_until_the_write():
         assert np.array_equal(compiled.run(inputs, executor="fast").outputs["y"].view(np.uint8),
                               want["y"].view(np.uint8))
         assert np.array_equal(compiled.state["S"].view(np.uint8), ref["S"].view(np.uint8))
+
+
+def test_pinned_state_stays_at_its_addresses_from_program_to_program():
+    """Two programs of one graph shape but 16 and 40 state rows, pinned to one region of 40 rows: each finds
+    the state where the other left it (three tiles, each 40 addresses apart in both), so the SRAM image goes
+    from one to the next as it is, while the reference pads its rows on the host."""
+    small, large = _cache_graph(16, 70, "fp16", 3, False), _cache_graph(40, 70, "fp16", 3, False)
+    states = pin_states(large, "tsp-mini", 40)
+    programs = {16: compile(small, "tsp-mini", states=states), 40: compile(large, "tsp-mini", states=states)}
+    region = states["S"]
+    for c in programs.values():
+        t = c.program.tensors["S"]
+        assert (t.slices, t.addr, t.rows) == (region.slices, region.addr, 3 * 40)
+    rng, sram, ref = np.random.default_rng(1), {}, np.zeros((40, 70), np.float16)
+    for pos, rows in [(0, 16), (3, 16), (13, 16), (16, 40), (37, 40), (5, 16)]:
+        g = small if rows == 16 else large
+        inputs = {"x": _values(rng, "fp16", (3, 70)), "pos": np.array([[pos]], np.int32)}
+        view = {"S": ref[:rows]}
+        want = g.evaluate(inputs, lanes=MINI_LANES, state=view)
+        ref[:rows] = view["S"]
+        for executor in ("exact", "fast") if rows == 40 else ("fast",):
+            image = dict(sram)
+            got = programs[rows].run(inputs, executor=executor, state=image)
+            assert np.array_equal(got.outputs["y"].view(np.uint8), want["y"].view(np.uint8)), pos
+            assert np.array_equal(image["S"].view(np.uint8), ref.view(np.uint8)), pos
+        sram = image
+    with pytest.raises(UserError, match="region of 16 rows"):
+        compile(large, "tsp-mini", states=pin_states(small, "tsp-mini", 16))

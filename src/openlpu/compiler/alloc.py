@@ -54,6 +54,11 @@ class SramAllocator:
             if i and spans[i - 1][1] == addr and spans[i - 1][2] == free_from:
                 spans[i - 1][1] = spans.pop(i)[1]
 
+    def take(self, slices: tuple[str, ...], bank: int, addr: int, count: int) -> None:
+        """Hold [addr, addr + count) in each slice for good (a pinned state's region), before anything is placed."""
+        for s in slices:
+            self._take(s, bank, addr, count)
+
     def _take(self, slice_: str, bank: int, addr: int, count: int) -> None:
         """Remove [addr, addr + count) from the slice's free ranges (it lies within free ranges)."""
         end = addr + count
@@ -151,8 +156,7 @@ class SramAllocator:
         if best is None:
             return None
         _, group, bank, addr = best
-        for s in group:
-            self._take(s, bank, addr, count)
+        self.take(group, bank, addr, count)
         return group, bank, addr
 
     def no_room(self, candidates: list[tuple[str, ...]], count: int, what: str) -> None:

@@ -193,7 +193,7 @@ class Compiled:
     matmuls: list[MatmulStat] = field(default_factory=list)
     ops: list[OpSpan] = field(default_factory=list)
     sram_bytes: int = 0  # SRAM the program ever uses (weights, constants, and activations' reused space)
-    states: dict[str, Placed] = field(default_factory=dict)  # state tensors by name
+    states: dict[str, Placed] = field(default_factory=dict)  # state tensors (pinned: their regions) by name
     # the state tensors' SRAM contents between runs (by name; zeros before the first write)
     state: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -208,13 +208,15 @@ class Compiled:
         State tensors keep their SRAM from one run to the next, as the chip's SRAM does between program
         invocations: nothing reloads them. The simulator builds a fresh ChipState per run, so their final
         contents are read back into `state` (`self.state` by default) and loaded into the next run's SRAM,
-        at the same addresses; no other tensor of the program ever takes those addresses."""
+        at the same addresses; no other tensor of the program ever takes those addresses. A pinned state's
+        value is its whole region [region rows, cols], the same array for every program pinned alike."""
         state = self.state if state is None else state
         for node in self.graph.nodes:
             if node.op == "input":
                 set_value(self.program, self.placed[node.name], check_input(node, inputs))
             elif node.op == "state":
-                set_value(self.program, self.states[node.name], state_value(node, state))
+                region = self.states[node.name]
+                set_value(self.program, region, state_value(region.node, state))
             elif node.op == "write_rows":
                 write_position(node, inputs)  # the chip would write out of the state's rows: refuse it here
         if executor == "exact":
@@ -236,14 +238,17 @@ class Compiled:
         return result
 
 
-def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -> Compiled:  # noqa: A001
+def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True,  # noqa: A001
+            states: dict[str, Part] | None = None) -> Compiled:
     """Lower, allocate and schedule `graph` for `chip`. With `check`, the static verifier replays the whole
-    schedule vector by vector (seconds for programs of millions of vector instructions)."""
+    schedule vector by vector (seconds for programs of millions of vector instructions). `states` pins every
+    state tensor to its region from `pin_states`, held before anything else is placed."""
     chip = get_chip(chip)
     if not graph.outputs:
         raise UserError("the graph has no outputs: mark at least one with g.output(name, tensor).")
     check_writes(graph)
     ctx = Ctx(chip)
+    regions = _regions(ctx, graph, states) if states is not None else {}
     placed: dict[Node, Placed] = {}
     outputs = {node: name for name, node in graph.outputs.items()}
     program = ctx.builder.program
@@ -264,8 +269,13 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
             p = placed[node] = ctx.place_tensor(node, whole=table)
             declare(program, p)
         elif node.op == "state":  # fresh SRAM in one slice group (rows addressed at run time), never handed back
-            p = placed[node] = ctx.place_tensor(node, whole=True)
-            declare(program, p, output=True)
+            if node.name in regions:  # the first rows of its region, tiles a region's rows apart
+                r = regions[node.name].parts[0]
+                p = placed[node] = Placed(node, regions[node.name].tiles, [Part(r.slices, r.bank, r.addr, 0,
+                                                                                 node.rows, r.rows)])
+            else:
+                p = placed[node] = regions[node.name] = ctx.place_tensor(node, whole=True)
+            declare(program, regions[node.name], output=True)
             kept.add(id(p))
         elif node.op == "write_rows":
             state = placed[node.inputs[0]]
@@ -353,9 +363,34 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True) -
         verify(program)
     by_name = {n.name: p for n, p in placed.items() if n.op == "input"}
     by_name.update({name: placed[n] for name, n in graph.outputs.items()})
-    states = {n.name: p for n, p in placed.items() if n.op == "state"}
     end = max((i.cycle for q in program.queues.values() for i in q), default=0)
-    return Compiled(graph, program, by_name, end, ctx.matmuls, spans, ctx.alloc.footprint_bytes(), states)
+    return Compiled(graph, program, by_name, end, ctx.matmuls, spans, ctx.alloc.footprint_bytes(), regions)
+
+
+def pin_states(graph: Graph, chip: ChipSpec | str, rows: int) -> dict[str, Part]:
+    """A region per state tensor of `graph` with room for `rows` rows, each where a program would place it:
+    given to `compile(..., states=)`, every program of a model with at most `rows` rows of state (any cache
+    bucket) finds its state at the same addresses, so SRAM carries it from one program to the next."""
+    ctx = Ctx(get_chip(chip))
+    return {n.name: ctx.place_tensor(Node("state", (), (rows, n.cols), n.dtype, n.name), whole=True).parts[0]
+            for n in graph.nodes if n.op == "state"}
+
+
+def _regions(ctx: Ctx, graph: Graph, states: dict[str, Part]) -> dict[str, Placed]:
+    """The pinned states' regions, held in the allocator for good; every state of the graph must have one."""
+    out = {}
+    for n in graph.nodes:
+        if n.op != "state":
+            continue
+        part = states.get(n.name)
+        if part is None or part.rows < n.rows or len(part.slices) != nx.width(n.dtype):
+            have = "no region" if part is None else f"a region of {part.rows} rows in {len(part.slices)} slice(s)"
+            raise UserError(f"state {n.name}{list(n.shape)}:{n.dtype} has {have}: pin the states for the largest "
+                            f"program with pin_states(graph, chip, rows).")
+        region = Placed(Node("state", (), (part.rows, n.cols), n.dtype, n.name), tiles(n.cols, ctx.chip.lanes), [part])
+        ctx.alloc.take(part.slices, part.bank, part.addr, region.tiles * part.rows)
+        out[n.name] = region
+    return out
 
 
 def _chains(graph: Graph, consumers: dict[Node, list[Node]], outputs, alus: int) -> dict[Node, list[Node]]:

@@ -14,7 +14,7 @@ def view(p: Placed, tile0: int, tiles: int, lanes: int) -> Placed:
     """Tiles [tile0, tile0 + tiles) of `p` as a tensor of their own, in place (tile-major parts make them
     consecutive addresses). Its node has whole tiles of columns."""
     node = Node("view", (p.node,), (p.node.rows, tiles * lanes), p.node.dtype, f"{p.node.name}.t{tile0}")
-    parts = [Part(pt.slices, pt.bank, pt.address(tile0, pt.row0), pt.row0, pt.rows) for pt in p.parts]
+    parts = [Part(pt.slices, pt.bank, pt.address(tile0, pt.row0), pt.row0, pt.rows, pt.stride) for pt in p.parts]
     return Placed(node, tiles, parts, p.ready)
 
 

@@ -4,7 +4,8 @@ Columns are cut into tiles of `lanes` (the last one zero-padded); a tile of one 
 be cut into parts (one per MXM unit that consumes them, so units read in parallel); each part sits in one
 slice group (one slice per byte plane) with its vectors tile-major: the vector of (tile j, row r) is at
 part.addr + j * part.rows + (r - part.row0). So all rows of one tile are consecutive addresses, which is
-what a REPEAT'd READ streams.
+what a REPEAT'd READ streams. A pinned state (compile's `states`) is the prefix of a region of more rows:
+its tiles are `stride` addresses apart.
 """
 
 from __future__ import annotations
@@ -25,9 +26,14 @@ class Part:
     addr: int
     row0: int
     rows: int
+    stride: int = 0  # addresses from one tile to the next, when not `rows`
+
+    @property
+    def pitch(self) -> int:
+        return self.stride or self.rows
 
     def address(self, tile: int, row: int) -> int:
-        return self.addr + tile * self.rows + (row - self.row0)
+        return self.addr + tile * self.pitch + (row - self.row0)
 
 
 @dataclass

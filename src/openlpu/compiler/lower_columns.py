@@ -9,12 +9,14 @@ int32 result is cast back to int8 into the same byte plane of the output.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from openlpu.chip import numerics as nx
 from openlpu.compiler.graph import Node
 from openlpu.compiler.internal import anywhere, op, release, view
-from openlpu.compiler.layout import Part, Placed
+from openlpu.compiler.layout import Placed
 from openlpu.compiler.lower_copy import Piece, lower_copy
 from openlpu.compiler.lower_matmul import lower_matmul
 
@@ -28,8 +30,7 @@ def on_tile_edges(node: Node, lanes: int) -> bool:
 def plane(p: Placed, byte: int) -> Placed:
     """Byte plane `byte` of a tensor as an int8 tensor (its slice of each part)."""
     node = Node("plane", (p.node,), p.node.shape, "int8", f"{p.node.name}.b{byte}")
-    return Placed(node, p.tiles, [Part((pt.slices[byte],), pt.bank, pt.addr, pt.row0, pt.rows) for pt in p.parts],
-                  p.ready)
+    return Placed(node, p.tiles, [replace(pt, slices=(pt.slices[byte],)) for pt in p.parts], p.ready)
 
 
 def lower_columns(ctx, node: Node, args: list[Placed]) -> Placed:

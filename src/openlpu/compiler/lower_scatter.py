@@ -1,12 +1,12 @@
 """Lowering of write_rows (rows into a state tensor at a run-time position) onto MEM SCATTER (ISCA20 Table I:
 Scatter s, map).
 
-The state sits whole in one slice group, tile-major: row i of tile j at base + j * L + i. The VXM adds the
-position (in every lane) to base + j * L + r for each row r and tile j of the value and casts to int16: one
-address vector per value vector. A pass then streams an address vector and its value vector side by side
-past the state's slices, each of which SCATTERs its byte plane to the address. The two streams must reach
-every state slice in the same cycle, so they flow the same way: the addresses and (if needed) a copy of the
-value are placed on one side of the state.
+The state sits whole in one slice group, tile-major: row i of tile j at base + j * L + i (L: its rows, or its
+pinned region's). The VXM adds the position (in every lane) to base + j * L + r for each row r and tile j of
+the value and casts to int16: one address vector per value vector. A pass then streams an address vector and
+its value vector side by side past the state's slices, each of which SCATTERs its byte plane to the address.
+The two streams must reach every state slice in the same cycle, so they flow the same way: the addresses and
+(if needed) a copy of the value are placed on one side of the state.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def lower_write_rows(ctx, node: Node, state: Placed, value: Placed, pos: Placed)
     lanes, rows = ctx.chip.lanes, value.node.rows
     (spart,) = state.parts
     n = state.tiles
-    offsets = spart.addr + np.arange(n).repeat(lanes)[None, :] * spart.rows + np.arange(rows)[:, None]
+    offsets = spart.addr + np.arange(n).repeat(lanes)[None, :] * spart.pitch + np.arange(rows)[:, None]
     wide = op(ctx, f"{node.name}.addr32", "add", [pos, constant(ctx, f"{node.name}.offsets", offsets, "int32")],
               (rows, n * lanes), "int32")
     sides = [_side(ctx, p.slices, spart) for p in value.parts]
