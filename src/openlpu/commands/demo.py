@@ -23,8 +23,13 @@ def register(sub) -> None:
                        epilog="examples:\n  openlpu demo\n  openlpu demo --prompt \"Name a prime number.\" "
                               "--max-tokens 12\n\nall options are those of `openlpu generate`.",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--prompt", default=QUESTION, help="the user's message (default: %(default)r)")
+    generate.add_prompt_args(p, required=False)
     generate.add_model_args(p, max_tokens=24)
     generate.add_trace_flag(p)
     add_json_flag(p)
-    p.set_defaults(run=generate.run)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    args.prompt = args.prompt or [QUESTION]
+    return generate.run(args)

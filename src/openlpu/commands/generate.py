@@ -2,7 +2,8 @@
 
 The prompt goes into the model's own chat template (with its default system message); the compiled step
 programs run on the chosen executor; the answer comes back with the simulated LPU timing (time to first
-token, tokens/s, cycles per token) and, apart, the host's own seconds.
+token, tokens/s, cycles per token) and, apart, the host's own seconds. Several prompts (or `--requests`)
+are requests in flight together on the pipeline of chips (runtime/pipeline_flight.py).
 """
 
 from __future__ import annotations
@@ -14,26 +15,38 @@ from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from openlpu.commands.output import add_json_flag, emit, kv_table
+from openlpu.errors import UserError
 from openlpu.models.lpu_graph import NUMERICS
 from openlpu.models.registry import DEFAULT_MODEL, MODELS, load_model
 from openlpu.runtime.lpu_engine import EXECUTORS, Generation, LpuEngine
+from openlpu.runtime.pipeline_flight import Flight, generate_in_flight
 from openlpu.runtime.sampling import SamplingParams
-from openlpu.viz.trace import generation_trace, write_trace
+from openlpu.viz.trace import flight_trace, generation_trace, write_trace
 
 EPILOG = f"""examples:
   openlpu generate --prompt "What is the capital of France?"
   openlpu generate --prompt "Write a haiku about SRAM" --max-tokens 40 --temperature 0.7 --seed 1
   openlpu generate --prompt "Hi" --executor exact --max-tokens 2     (every vector, cycle by cycle: slow)
   openlpu generate --prompt "Hi" --numerics fp16 --chips 2    (fp16 needs two chips' SRAM)
+  openlpu generate --prompt "Hi" --prompt "Name a colour" --chips 2    (two requests in flight)
+  openlpu generate --prompt "Hi" --chips 4 --requests 4 --max-tokens 8    (four copies: system tokens/s)
   openlpu generate --prompt "Hi" --json
 
 models: {', '.join(MODELS)} or the path of a llama-architecture .gguf file.
 executors: fast (the compiled program a tensor instruction at a time), exact (cycle-accurate, vector by
 vector), reference (the step graph's numpy reference at the same numerics, which the compiled programs equal
 bit for bit; nothing is compiled, so there is no LPU time).
-The first run of a step shape compiles it (SmolLM2-135M: about half a minute per shape)."""
+The first run of a step shape compiles it (SmolLM2-135M: about half a minute per shape).
+
+requests in flight: with several prompts (--prompt repeated, or --requests N) the requests share the
+pipeline of --chips stages: chip k runs one request's step while chip k+1 runs another's, each chip and
+link taking the steps in the order their inputs arrive (a decode step needs its request's last token). The
+tables give each request's time to first token and tokens/s in flight and alone, each chip's and link's busy
+share, and the system's tokens/s against the same requests one at a time: with N requests on N stages it
+nears N times, as far as the slowest stage allows. Every request's tokens are those it gets alone."""
 
 PHASES = {"compile": "compiling steps", "prompt": "prompt tokens", "decode": "new tokens"}
 
@@ -67,6 +80,22 @@ def add_model_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
                         "SRAM; 1 runs the prompt through the decode step (default %(default)s)")
 
 
+def add_prompt_args(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--prompt", action="append", required=required, metavar="TEXT",
+                   help="the user's message; repeat for several requests in flight on the pipeline")
+    p.add_argument("--requests", type=int, metavar="N",
+                   help="requests in flight at once, the prompts taken in turn (default: one per --prompt)")
+
+
+def requested_prompts(args) -> list[str]:
+    """One prompt per request: --requests of them, taking the --prompt values in turn."""
+    n = len(args.prompt) if args.requests is None else args.requests
+    if n < len(args.prompt):
+        raise UserError(f"--requests {n} is fewer than the {len(args.prompt)} prompts given; ask for at least "
+                        f"{len(args.prompt)} requests or give fewer prompts.")
+    return [args.prompt[r % len(args.prompt)] for r in range(n)]
+
+
 def add_trace_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace", metavar="FILE", help="write a Perfetto timeline (ui.perfetto.dev) of the generation: a "
                                                     "track per chip and per link between pipeline stages")
@@ -77,7 +106,7 @@ def register(sub) -> None:
                        description="Wrap the prompt in the model's chat template, run the compiled prefill and decode "
                                    "steps on the simulated LPU and print the answer with its simulated timing.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--prompt", required=True, help="the user's message")
+    add_prompt_args(p, required=True)
     add_model_args(p, max_tokens=32)
     add_trace_flag(p)
     add_json_flag(p)
@@ -150,8 +179,11 @@ def timing_rows(gen: Generation) -> list[tuple[str, str]]:
 
 
 def run(args) -> int:
+    prompts = requested_prompts(args)
     engine = make_engine(args)
-    gen = answer(engine, [{"role": "user", "content": args.prompt}], args, quiet=args.json)
+    if len(prompts) > 1:
+        return run_in_flight(engine, prompts, args)
+    gen = answer(engine, [{"role": "user", "content": prompts[0]}], args, quiet=args.json)
     if args.trace:
         write_trace(args.trace, generation_trace(gen))
 
@@ -161,3 +193,54 @@ def run(args) -> int:
 
     emit(args, gen.summary(), render)
     return 0
+
+
+def run_in_flight(engine: LpuEngine, prompts: list[str], args) -> int:
+    """The prompts as requests in flight together on the pipeline: answers and the timeline's figures."""
+    tok = engine.model.tokenizer
+    ids = [tok.encode_chat([{"role": "user", "content": p}]) for p in prompts]
+    with progress_bar(args.json) as progress:
+        t0 = time.perf_counter()
+        compile_s = sum(engine.prepare(n, args.max_tokens, progress) for n in sorted({len(i) for i in ids}))
+        flight = generate_in_flight(engine, ids, args.max_tokens, tok.stop_ids, sampling_params(args), progress)
+        host_s = time.perf_counter() - t0
+    if args.trace:
+        write_trace(args.trace, flight_trace(flight))
+
+    def render(console, _):
+        for r, gen in enumerate(flight.generations):
+            console.print(f"[bold]request {r}[/bold]")
+            console.print(gen.text.strip() or "(empty answer)", markup=False, highlight=False)
+        if flight.lpu:
+            console.print(flight_table(flight))
+        console.print(kv_table("the pipeline", flight_rows(flight) + [
+            ("host", f"{host_s:,.1f} s ({compile_s:,.1f} s compiling)")]))
+
+    emit(args, flight.summary() | {"compile_s": compile_s, "host_s": host_s}, render)
+    return 0
+
+
+def flight_table(flight: Flight) -> Table:
+    table = Table(title="requests in flight, LPU time (alone: the request by itself)", title_justify="left")
+    for column in ("request", "prompt", "new tokens", "TTFT ms", "tokens/s", "alone: TTFT", "tokens/s"):
+        table.add_column(column, justify="right")
+    for r, gen in enumerate(flight.generations):
+        table.add_row(str(r), str(gen.prompt_tokens), f"{gen.completion_tokens} {gen.finish_reason}",
+                      f"{flight.ttft_s(r) * 1e3:,.3f}", f"{flight.decode_tokens_per_s(r):,.0f}",
+                      f"{gen.ttft_s * 1e3:,.3f}", f"{gen.tokens_per_s:,.0f}")
+    return table
+
+
+def flight_rows(flight: Flight) -> list[tuple[str, str]]:
+    first = flight.generations[0]
+    rows = [("system", f"{flight.chip.name} x {flight.chips}{f' ({first.parallel})' * (flight.chips > 1)}, "
+                       f"{first.numerics}, {first.executor} executor"),
+            ("requests", f"{len(flight.generations)} in flight, {flight.completion_tokens} new tokens in all")]
+    if not flight.lpu:
+        return rows + [("LPU time", "none: the reference executor runs no program")]
+    together, alone = flight.system_tokens_per_s, flight.one_at_a_time_tokens_per_s
+    return rows + [
+        ("LPU system tokens/s", f"{together:,.0f} in flight, {alone:,.0f} one request at a time "
+                                f"({together / alone:.2f}x)"),
+        ("LPU time", f"{flight.makespan_s * 1e3:,.3f} ms to the last token ({flight.makespan:,} cycles)"),
+        ("busy", ", ".join(f"{name} {share:.0%}" for name, share in flight.utilisation().items()))]

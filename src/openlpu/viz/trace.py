@@ -59,6 +59,23 @@ def generation_trace(gen) -> list[dict]:
     return events
 
 
+def flight_trace(flight) -> list[dict]:
+    """Requests in flight on a pipeline (openlpu.runtime.pipeline_flight.Flight): a track per chip and per link,
+    each span named by its request, so that one chip's stage of a request shows beside the next chip's of
+    another."""
+    us = 1e6 / flight.chip.clock_hz
+    tid = {name: i for i, name in enumerate(dict.fromkeys(b.resource for b in flight.busy))}
+    events: list[dict] = [{"ph": "M", "pid": 0, "name": "process_name",
+                           "args": {"name": f"{flight.chips} x {flight.chip.name}, "
+                                            f"{len(flight.generations)} requests in flight"}}]
+    events += [{"ph": "M", "pid": 0, "tid": t, "name": "thread_name", "args": {"name": name}}
+               for name, t in tid.items()]
+    events += [{"ph": "X", "pid": 0, "tid": tid[b.resource], "name": f"request {b.request}",
+                "cat": b.resource.split()[0], "ts": b.start * us, "dur": (b.end - b.start) * us,
+                "args": {"request": b.request, "cycles": b.end - b.start}} for b in flight.busy]
+    return events
+
+
 def write_trace(path: str | Path, events: list[dict]) -> None:
     try:
         Path(path).write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ns"}))
