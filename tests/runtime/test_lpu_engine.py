@@ -66,6 +66,24 @@ def test_timing_is_a_property_of_the_programs(runs):
     assert summary["host_s"] >= summary["compile_s"] > 0
 
 
+def test_the_cache_stays_at_its_addresses_from_program_to_program(runs, tiny, prompt):
+    """The prefill program and the decode programs of both buckets pin every layer's K and V to one region
+    of the sequence's 32 slots: the cache image goes from one program to the next as it is (the tokens above
+    equal the reference's across the change of bucket)."""
+    _, _, engine = runs
+    programs = [step.stages[0].compiled.program for step in engine._steps.values()]
+    assert {(s.tokens, s.cache_len) for s in engine._steps.values()} == {(8, BUCKET), (1, BUCKET), (1, 2 * BUCKET)}
+    assert engine.cache_slots == 2 * BUCKET
+    states = [n.name for n in engine._steps[(1, BUCKET, "greedy")].stages[0].graph.nodes if n.op == "state"]
+    assert len(states) == 2 * tiny.config.n_layers
+    for name in states:
+        assert len({(p.tensors[name].slices, p.tensors[name].addr, p.tensors[name].rows) for p in programs}) == 1
+    seq = engine.sequence(len(prompt) + 2)
+    seq.prefill(prompt, [])
+    seq.run([1], 1, [])
+    assert {v.shape[0] for v in seq.cache.values()} == {2 * BUCKET}  # never padded from bucket to bucket
+
+
 def test_a_stop_token_ends_the_generation(tiny, prompt):
     engine = LpuEngine(tiny, "int8", executor="reference", cache_bucket=BUCKET)
     free = engine.generate(prompt, 5).token_ids

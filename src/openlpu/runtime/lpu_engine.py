@@ -10,7 +10,9 @@ scheduled links. The KV cache lives in the chip's SRAM (state tensors of the ste
 bucket of `cache_bucket` slots): a step receives the embeddings, the position and the RoPE tables and mask
 that follow from it, and writes its tokens' keys and values into the cache itself. One program is compiled
 per (tokens, cache bucket) and reused with new inputs; its cycles are known at compile time and the run
-confirms them. The embedding lookup is on the host.
+confirms them. Every program pins the cache to the same SRAM regions (`pin_states`, sized for the longest
+sequence yet), so a program of another shape finds it where the last one left it. The embedding lookup is on
+the host.
 
 Executors: `fast` and `exact` run the compiled program (openlpu.sim); `reference` evaluates the same graph in
 numpy with the chip's numerics (`Graph.evaluate`), without compiling: the oracle that the LPU must equal
@@ -29,7 +31,7 @@ import numpy as np
 
 from openlpu.chip.spec import ChipSpec, get_chip
 from openlpu.compiler.alloc import SramFull
-from openlpu.compiler.compile import Compiled, compile
+from openlpu.compiler.compile import Compiled, compile, pin_states
 from openlpu.compiler.graph import Graph
 from openlpu.errors import UserError
 from openlpu.models.lpu_graph import NUMERICS, build_step_graph, check_numerics, split_stages, step_inputs
@@ -198,6 +200,8 @@ class LpuEngine:
         self.replans: list[MissingArrival] = []  # the detection behind each re-plan
         self.steps_kept = steps_kept  # step shapes held at once (None: all); the least recently used goes first
         self._steps: OrderedDict[tuple[int, int, str], Step] = OrderedDict()
+        self.cache_slots = cache_bucket  # rows of the KV cache's pinned regions in every compiled program
+        self._pins: dict[int, dict] = {}  # stage -> its states' regions (compiler pin_states)
 
     @property
     def chips(self) -> int:
@@ -219,7 +223,11 @@ class LpuEngine:
             for k, (layers, graph) in enumerate(zip(self.layers, graphs, strict=True)):
                 if self.executor != "reference":
                     self._check_fits(graphs, k)
-                compiled = None if self.executor == "reference" else compile(graph, self.chip, check=False)
+                compiled = None
+                if self.executor != "reference":
+                    if k not in self._pins:
+                        self._pins[k] = pin_states(graph, self.chip, self.cache_slots)
+                    compiled = compile(graph, self.chip, check=False, states=self._pins[k])
                 stages.append(Stage(layers, graph, compiled))
             self._steps[key] = Step(tokens, cache_len, stages, self._plan_handoffs(tokens), time.perf_counter() - t0)
         while self.steps_kept is not None and len(self._steps) > self.steps_kept:
@@ -276,6 +284,22 @@ class LpuEngine:
     def _bucket(self, n: int) -> int:
         return bucket_of(n, self.cache_bucket)
 
+    @property
+    def pinned(self) -> bool:
+        """Do the steps' programs pin the KV cache to the regions of `cache_slots` rows (compiled pipeline
+        stages do; the reference and tensor-parallel shards keep a cache of each step's bucket)?"""
+        return self.executor != "reference" and not self.shards
+
+    def _pin_cache(self, tokens: int) -> None:
+        """Make the cache's pinned regions hold a sequence of `tokens` tokens: past the longest yet they double
+        (so varied lengths recompile seldom), and the steps compiled for the old regions go."""
+        if self._bucket(tokens) > self.cache_slots:
+            while self.cache_slots < self._bucket(tokens):
+                self.cache_slots *= 2
+            self._pins.clear()
+            if self.pinned:
+                self._steps.clear()
+
     def _check_length(self, prompt_tokens: int, new_tokens: int) -> None:
         if prompt_tokens + new_tokens > self.model.config.context:
             raise UserError(f"{prompt_tokens} prompt tokens plus {new_tokens} new tokens exceed the context length "
@@ -312,6 +336,7 @@ class LpuEngine:
         returns the host seconds spent compiling."""
         mode = sampling_mode(sampling.temperature, sampling.top_p)
         self._check_length(prompt_tokens, max_new_tokens)
+        self._pin_cache(prompt_tokens + max_new_tokens)
         before = sum(s.compile_s for s in self._steps.values())
         decode = list(dict.fromkeys(self._bucket(p + 1) for p in range(prompt_tokens,
                                                                         prompt_tokens + max_new_tokens - 1)))
@@ -383,6 +408,7 @@ class LpuEngine:
 
     def sequence(self, tokens: int, sampling: SamplingParams = GREEDY) -> LpuSequence:
         """A new sequence with room for `tokens` tokens in its KV cache, its tokens chosen by `sampling`."""
+        self._pin_cache(tokens)
         return LpuSequence(self, tokens, sampling)
 
     def teacher_forced_logits(self, ids: Sequence[int], progress: Progress | None = None) -> np.ndarray:
@@ -393,10 +419,11 @@ class LpuEngine:
 
 class LpuSequence:
     """One sequence's KV cache and the steps that extend it. The cache is the SRAM of the step programs' state
-    tensors (`k{i}`, `v{i}` [slots, kv]), which each run carries over to the next (Compiled.run). The programs
-    of different shapes place it at their own addresses, so the sequence keeps one image of it for all of them,
-    grown with zero slots when a step of a larger bucket takes over. Its steps choose each row's next token
-    by `sampling`; the Gumbel noise comes from a generator seeded with its seed, one row per real token."""
+    tensors (`k{i}`, `v{i}` [slots, kv]), which each run carries over to the next (Compiled.run). Compiled
+    programs of every shape pin it to the same regions, so their image [engine.cache_slots, kv] goes from one
+    to the next as it is (grown only when the engine's regions grow); the reference executor's is padded to
+    each step's bucket. Its steps choose each row's next token by `sampling`; the Gumbel noise comes from a
+    generator seeded with its seed, one row per real token."""
 
     def __init__(self, engine: LpuEngine, tokens: int, sampling: SamplingParams = GREEDY):
         self.engine, self.position, self.tokens = engine, 0, tokens
@@ -442,8 +469,9 @@ class LpuSequence:
             raise UserError(f"the sequence has room for {self.tokens} tokens and holds {self.position}: {len(ids)} "
                             "more do not fit; start a sequence with room for them all.")
         step = engine.step(rows, engine._bucket(self.position + rows), self.mode)
+        slots = engine.cache_slots if engine.pinned else step.cache_len
         for name, value in self.cache.items():
-            self.cache[name] = np.pad(value, ((0, step.cache_len - len(value)), (0, 0)))
+            self.cache[name] = np.pad(value, ((0, slots - len(value)), (0, 0)))
         x = np.zeros((rows, c.d_model), np.float32)
         x[:len(ids)] = engine.model.weights.token_embd[ids]
         self.draws = self._sampling_inputs(rows, len(ids))
