@@ -174,7 +174,7 @@ def test_greedy_tokens_are_the_chip_s_argmax_of_its_logits(tiny, prompt):
     seq = engine.sequence(len(prompt) + 4)
     for i in range(0, len(prompt), 8):
         logits = seq.run(prompt[i:i + 8], 8, [])
-        assert len(seq.greedy) == len(logits) and np.array_equal(seq.greedy, logits.argmax(1))
+        assert len(seq.chosen) == len(logits) and np.array_equal(seq.chosen, logits.argmax(1))
     for _ in range(3):
-        logits = seq.run([int(seq.greedy[-1])], 1, [])
-        assert np.array_equal(seq.greedy, logits.argmax(1))
+        logits = seq.run([int(seq.chosen[-1])], 1, [])
+        assert np.array_equal(seq.chosen, logits.argmax(1))

@@ -152,7 +152,7 @@ def answer(engine: LpuEngine, messages: list[dict], args, quiet: bool = False) -
     params = sampling_params(args)
     with progress_bar(quiet) as progress:
         t0 = time.perf_counter()
-        compile_s = engine.prepare(len(prompt), args.max_tokens, progress)
+        compile_s = engine.prepare(len(prompt), args.max_tokens, progress, params)
         prepare_s = time.perf_counter() - t0
         gen = engine.generate(prompt, args.max_tokens, tok.stop_ids, params, progress)
     gen.compile_s += compile_s

@@ -5,7 +5,8 @@ one-token prompt takes the decode step), then one decode step per new token, eac
 (models/lpu_graph.py) against a KV cache padded to a bucket of `cache_bucket` slots. This engine
 evaluates the same graphs in numpy with the chip's numerics
 (`Graph.evaluate`), which the compiled program equals bit for bit (tests/models/test_lpu_graph.py), so the
-tokens are the simulated chip's without running the simulator; the LPU seconds come from the `LpuTiming`
+tokens are the simulated chip's (chosen by the graph itself: greedy, or sampled with the request's seeded
+Gumbel noise; models/sampling_graph.py) without running the simulator; the LPU seconds come from the `LpuTiming`
 it is given (compiled_timing.CompiledTiming: the compiled programs' cycles), the host seconds from the
 wall clock. Sequences share the graphs (the weights) and each has its own cache, dropped when its
 generation ends or is closed.
@@ -23,7 +24,7 @@ from openlpu.models.registry import LoadedModel
 from openlpu.runtime.detokenize import IncrementalDetokenizer
 from openlpu.runtime.engine import FINISH_LENGTH, FINISH_STOP, Engine, LpuTiming, TokenEvent
 from openlpu.runtime.lpu_engine import LpuEngine
-from openlpu.runtime.sampling import Sampler, SamplingParams, StopMatcher
+from openlpu.runtime.sampling import SamplingParams, StopMatcher
 
 GRAPHS_KEPT = 2  # step graphs held at once: SmolLM2's take ~0.9 GB each with their prepared weight tiles
 
@@ -73,13 +74,13 @@ class ReferenceEngine(Engine):
 
     def _generate(self, prompt: Sequence[int], params: SamplingParams, budget: int) -> Iterator[TokenEvent]:
         tokenizer = self.model.tokenizer
-        sequence = self.lpu.sequence(len(prompt) + budget)
-        sampler, detokenizer, stops = Sampler(params), IncrementalDetokenizer(tokenizer), StopMatcher(params.stop)
+        sequence = self.lpu.sequence(len(prompt) + budget, params)
+        detokenizer, stops = IncrementalDetokenizer(tokenizer), StopMatcher(params.stop)
         start = time.perf_counter()
-        logits = sequence.prefill(list(prompt), [])[-1][-1]
+        sequence.prefill(list(prompt), [])
         lpu_s = self.timing.prefill_seconds(len(prompt))
         for index in range(budget):
-            token = sampler.choose(logits)
+            token = int(sequence.chosen[-1])
             host_s = time.perf_counter() - start
             text, stopped = stops.feed(detokenizer.feed(token))
             if stopped or token in tokenizer.stop_ids:
@@ -93,5 +94,5 @@ class ReferenceEngine(Engine):
             if finish:
                 return
             start = time.perf_counter()
-            logits = sequence.run([token], 1, [])[-1]
+            sequence.run([token], 1, [])
             lpu_s = self.timing.decode_seconds(len(prompt) + index + 1)

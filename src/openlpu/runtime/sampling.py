@@ -1,17 +1,17 @@
 """Choosing the next token, and when to stop: the sampling parameters of the Chat Completions API.
 
-temperature 0 is greedy (the most likely token, first on ties). Otherwise the logits are divided by the
-temperature, turned into probabilities, cut to the nucleus (the most likely tokens whose probabilities
-first reach `top_p` together) and one token is drawn with a generator seeded by `seed`, so the same seed
-gives the same completion. Generation ends at a stop token of the model, at the first of up to four stop
+The chip chooses the tokens (models/sampling_graph.py): temperature 0 is greedy (the most likely token, first
+on ties); otherwise the step program draws from softmax(logits / temperature) by the Gumbel-max trick, with
+noise the host draws from a numpy generator seeded by `seed` (one row per token), so the same seed gives the
+same completion on every executor. With top_p below 1 only the nucleus may be drawn: the most likely tokens
+whose probabilities first reach `top_p` together (the chip keeps ties of its last token, on a grid of 2^-16
+in logits / temperature). Generation ends at a stop token of the model, at the first of up to four stop
 strings to appear in full (the answer ends before it), or after `max_tokens` tokens.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
 
 from openlpu.errors import UserError
 
@@ -41,39 +41,6 @@ class SamplingParams:
             raise UserError(f"max_tokens {self.max_tokens!r} must be a positive integer; ask for at least 1 token")
         if len(self.stop) > MAX_STOP_SEQUENCES or not all(isinstance(s, str) and s for s in self.stop):
             raise UserError(f"stop {list(self.stop)!r} is invalid; give at most {MAX_STOP_SEQUENCES} non-empty strings")
-
-
-class Sampler:
-    """Draws tokens from logits for one request; its random generator lives as long as the request."""
-
-    def __init__(self, params: SamplingParams) -> None:
-        self.params = params
-        self._rng = np.random.default_rng(params.seed)
-
-    def choose(self, logits: np.ndarray) -> int:
-        if self.params.temperature == 0.0:
-            return int(np.argmax(logits))
-        probs = nucleus(token_probabilities(logits, self.params.temperature), self.params.top_p)
-        return int(self._rng.choice(probs.size, p=probs))
-
-
-def token_probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(logits / temperature) in float64."""
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
-    e = np.exp(scaled - scaled.max())
-    return e / e.sum()
-
-
-def nucleus(probs: np.ndarray, top_p: float) -> np.ndarray:
-    """Keep the most likely tokens until their probability reaches top_p (at least one), renormalised."""
-    if top_p >= 1.0:
-        return probs
-    order = np.argsort(-probs, kind="stable")
-    before = np.cumsum(probs[order]) - probs[order]  # probability of the tokens ranked above each one
-    kept = order[before < top_p]
-    out = np.zeros_like(probs)
-    out[kept] = probs[kept]
-    return out / out.sum()
 
 
 class StopMatcher:
