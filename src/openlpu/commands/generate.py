@@ -199,10 +199,12 @@ def run_in_flight(engine: LpuEngine, prompts: list[str], args) -> int:
     """The prompts as requests in flight together on the pipeline: answers and the timeline's figures."""
     tok = engine.model.tokenizer
     ids = [tok.encode_chat([{"role": "user", "content": p}]) for p in prompts]
+    params = sampling_params(args)
     with progress_bar(args.json) as progress:
-        t0 = time.perf_counter()
-        compile_s = sum(engine.prepare(n, args.max_tokens, progress) for n in sorted({len(i) for i in ids}))
-        flight = generate_in_flight(engine, ids, args.max_tokens, tok.stop_ids, sampling_params(args), progress)
+        t0 = time.perf_counter()  # the longest prompt first: the KV cache's regions take its size before any compile
+        compile_s = sum(engine.prepare(n, args.max_tokens, progress, params)
+                        for n in sorted({len(i) for i in ids}, reverse=True))
+        flight = generate_in_flight(engine, ids, args.max_tokens, tok.stop_ids, params, progress)
         host_s = time.perf_counter() - t0
     if args.trace:
         write_trace(args.trace, flight_trace(flight))
