@@ -13,6 +13,7 @@ from openlpu.runtime.sampling import SamplingParams
 BUCKET = 8  # small, so that a short generation crosses from one step program to the next
 PREFILL = 4
 PROMPT = list(range(3, 10))  # 7 tokens: 4-row steps at 0 and 4 (8 slots); decode at 7, 8 (8 slots) and 9 (16)
+SLOTS = 16  # the KV cache's pinned regions hold the whole sequence, in the engine's programs and the timing's
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +23,13 @@ def cycles_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def timing(tiny, cycles_dir):
-    return CompiledTiming(tiny, "int8", "tsp-v1", BUCKET, cycles_dir, PREFILL)
+    return CompiledTiming(tiny, "int8", "tsp-v1", BUCKET, cycles_dir, PREFILL, SLOTS)
 
 
 @pytest.fixture(scope="module")
 def run(tiny):
     """The compiled programs themselves, run step by step on the fast executor by the LPU engine."""
-    engine = LpuEngine(tiny, "int8", executor="fast", cache_bucket=BUCKET, prefill_tokens=PREFILL)
+    engine = LpuEngine(tiny, "int8", executor="fast", cache_bucket=BUCKET, prefill_tokens=PREFILL, cache_slots=SLOTS)
     return engine.generate(PROMPT, 4, tiny.tokenizer.stop_ids)
 
 
@@ -56,7 +57,7 @@ def test_cycles_are_read_back_from_disk_without_compiling(tiny, timing, cycles_d
         raise AssertionError("compiled again")
 
     monkeypatch.setattr(compiled_timing, "compile", no_compile)
-    again = CompiledTiming(tiny, "int8", "tsp-v1", BUCKET, cycles_dir)
+    again = CompiledTiming(tiny, "int8", "tsp-v1", BUCKET, cycles_dir, cache_slots=SLOTS)
     for shape in known:
         rows, cache_len = map(int, shape.split("x"))
         again.step(cache_len, rows)

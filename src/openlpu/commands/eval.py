@@ -57,7 +57,7 @@ def run(args) -> int:
              "perplexity": base.perplexity, "agreement": 1.0, "host_s": time.perf_counter() - t0}]
     for mode in args.numerics:
         t0 = time.perf_counter()
-        engine = LpuEngine(model, mode, executor=args.executor, cache_bucket=64, prefill_tokens=16)
+        engine = LpuEngine(model, mode, executor=args.executor, cache_bucket=64)
         with progress_bar(args.json) as progress:
             logits = engine.teacher_forced_logits(ids, progress)[:-1]
         s = score(logits, ids, fp32_logits)

@@ -21,7 +21,7 @@ from openlpu.commands.output import add_json_flag, emit, kv_table
 from openlpu.errors import UserError
 from openlpu.models.lpu_graph import NUMERICS
 from openlpu.models.registry import DEFAULT_MODEL, MODELS, load_model
-from openlpu.runtime.lpu_engine import EXECUTORS, Generation, LpuEngine
+from openlpu.runtime.lpu_engine import EXECUTORS, PREFILL_TOKENS, Generation, LpuEngine
 from openlpu.runtime.pipeline_flight import Flight, generate_in_flight
 from openlpu.runtime.sampling import SamplingParams
 from openlpu.viz.trace import flight_trace, generation_trace, write_trace
@@ -75,7 +75,7 @@ def add_model_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
                    help="how to run the programs (default %(default)s)")
     p.add_argument("--cache-bucket", type=int, default=64, metavar="SLOTS",
                    help="KV cache slots are compiled in multiples of this (default %(default)s)")
-    p.add_argument("--prefill-tokens", type=int, default=4, metavar="P",
+    p.add_argument("--prefill-tokens", type=int, default=PREFILL_TOKENS, metavar="P",
                    help="prompt tokens per prefill step, halved while a step that size does not fit the chip's "
                         "SRAM; 1 runs the prompt through the decode step (default %(default)s)")
 

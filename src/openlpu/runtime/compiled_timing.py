@@ -3,7 +3,8 @@
 The serving engine (reference_engine.py) runs a sequence the way the LPU engine does (lpu_engine.py): the
 prompt in steps of `prefill_tokens` rows (the last one padded; a one-token prompt takes the decode step),
 then a decode step per new token, each the step graph of models/lpu_graph.py compiled for one chip with
-the KV cache padded to a bucket of `cache_bucket` slots (the bucket of the tokens cached after the step). A
+the KV cache padded to a bucket of `cache_bucket` slots (the bucket of the tokens cached after the step) and
+pinned as the LPU engine pins it (regions of `cache_slots` rows, doubled for a bucket past them). A
 compiled program's cycles do not depend on its data (docs/lpu.md), so each (rows, bucket) step is compiled
 once and its cycles give every step of that shape.
 The cycles are a run's, the end of its last result (the fast executor's static plan of the program,
@@ -12,8 +13,8 @@ which every run of it reports), and seconds are cycles / the chip's clock.
 Compiling SmolLM2's decode step takes ~28 s on a quiet 2-core machine and a long context needs programs
 per 64 slots, so compiling every shape at start would take hours. Each is compiled when a step first
 needs it (or by `warm`), and its cycles are kept on disk under ~/.cache/openlpu/step-cycles, keyed by a
-hash of everything they depend on: the model file, the numerics, the chip spec, the step's shape and the
-source of the packages that build, compile and plan the program. A later server starts with them.
+hash of everything they depend on: the model file, the numerics, the chip spec, the cache's regions, the
+step's shape and the source of the packages that build, compile and plan the program. A later server starts with them.
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ from pathlib import Path
 
 import openlpu
 from openlpu.chip.spec import ChipSpec, get_chip
-from openlpu.compiler.compile import compile
+from openlpu.compiler.compile import compile, pin_states
 from openlpu.errors import UserError
 from openlpu.models.lpu_graph import build_step_graph, check_numerics
 from openlpu.models.registry import LoadedModel
-from openlpu.runtime.lpu_engine import bucket_of
+from openlpu.runtime.lpu_engine import PREFILL_TOKENS, bucket_of, region_slots
 from openlpu.sim.fast import plan_for
 
 SCHEDULE_PACKAGES = ("chip", "compiler", "models", "sim")  # the code a step's cycles depend on
@@ -80,14 +81,16 @@ class CompiledTiming:
     kind = "compiled"
 
     def __init__(self, model: LoadedModel, numerics: str = "int8", chip: str | ChipSpec = "tsp-v1",
-                 cache_bucket: int = 64, cache_dir: Path | None = None, prefill_tokens: int = 1) -> None:
+                 cache_bucket: int = 64, cache_dir: Path | None = None,
+                 prefill_tokens: int = PREFILL_TOKENS, cache_slots: int | None = None) -> None:
         if cache_bucket < 1 or prefill_tokens < 1:
             raise UserError(f"cache bucket {cache_bucket} and prefill tokens {prefill_tokens} must be at least 1")
         self.model, self.numerics, self.chip = model, check_numerics(numerics), get_chip(chip)
         self.cache_bucket, self.prefill_tokens = cache_bucket, prefill_tokens
+        self.cache_slots = cache_slots or cache_bucket  # the KV cache's pinned regions, as LpuEngine's
         self.cache_dir = default_cache_dir() if cache_dir is None else cache_dir
         self._key = hashlib.sha256(json.dumps([_file_digest(model.path), self.numerics, repr(self.chip),
-                                               _source_digest()]).encode()).hexdigest()
+                                               self.cache_slots, _source_digest()]).encode()).hexdigest()
         self._programs: dict[tuple[int, int], StepProgram] = {}
         self._lock = threading.Lock()
         self._compiling: dict[tuple[int, int], threading.Lock] = {}  # one lock per shape: each is compiled once
@@ -160,7 +163,8 @@ class CompiledTiming:
         tokens, cache_len = shape
         start = time.perf_counter()
         graph = build_step_graph(self.model.config, self.model.weights, self.numerics, tokens, cache_len, self.chip)
-        compiled = compile(graph, self.chip, check=False)
+        slots = region_slots(cache_len, self.cache_bucket, self.cache_slots)
+        compiled = compile(graph, self.chip, check=False, states=pin_states(graph, self.chip, slots))
         program = StepProgram(tokens, cache_len, plan_for(compiled.program).cycles, compiled.cycles_scheduled,
                               time.perf_counter() - start)
         path = self._path(shape)

@@ -1,9 +1,10 @@
 """Generation with the llama step graph (models/lpu_graph.py) compiled for the simulated LPU.
 
-The engine strings steps together: prefill steps of `prefill_tokens` prompt tokens (default 4; halved while
-a step that size does not fit the chip's SRAM), then one decode step per generated token, sampled on the
-chip itself: the step program's `next` (greedy: the argmax; with a temperature: a Gumbel-max sample from
-noise the host draws with the request's seed, within the top-p nucleus the chip finds; models/sampling_graph.py).
+The engine strings steps together: prefill steps of `prefill_tokens` prompt tokens (`PREFILL_TOKENS` by
+default; halved while a step that size does not fit the chip's SRAM), then one decode step per generated
+token, sampled on the chip itself: the step program's `next` (greedy: the argmax; with a temperature: a
+Gumbel-max sample from noise the host draws with the request's seed, within the top-p nucleus the chip finds;
+models/sampling_graph.py).
 Stop tokens and stop strings end the answer.
 Over several chips each step is a pipeline of stages (layer ranges) that hand the residual stream on over
 scheduled links. The KV cache lives in the chip's SRAM (state tensors of the step programs, padded to a
@@ -49,6 +50,9 @@ from openlpu.system.schedule import NetworkSchedule, Transfer, schedule
 from openlpu.system.spec import GROQ_V1
 
 EXECUTORS = ("fast", "exact", "reference")
+# prompt tokens a prefill step takes by default: SmolLM2's int8 step of 16 fits one tsp-v1 with ~29 MB to
+# spare (32 fits greedy decoding with 20 MB; the sampling programs' [P, vocab] tensors take more)
+PREFILL_TOKENS = 16
 PARALLEL = ("pipeline", "tensor")
 GREEDY = SamplingParams(temperature=0.0)
 
@@ -73,6 +77,14 @@ def bucket_of(tokens: int, cache_bucket: int) -> int:
     """Cache slots of a step that leaves `tokens` tokens cached (its first position plus its rows, which it
     writes into the cache): padded to a multiple of `cache_bucket` slots, at least one bucket."""
     return cache_bucket * max(1, -(-tokens // cache_bucket))
+
+
+def region_slots(tokens: int, cache_bucket: int, cache_slots: int) -> int:
+    """Rows of the KV cache's pinned regions (compiler pin_states) that hold `tokens` tokens: `cache_slots`,
+    doubled until it holds their bucket (so varied lengths recompile seldom)."""
+    while cache_slots < bucket_of(tokens, cache_bucket):
+        cache_slots *= 2
+    return cache_slots
 
 
 @dataclass
@@ -175,8 +187,9 @@ class LpuEngine:
     the chips, runtime/tensor_parallel.py); `generate` runs a generation."""
 
     def __init__(self, model: LoadedModel, numerics: str = "int8", chip: str | ChipSpec = "tsp-v1",
-                 executor: str = "fast", cache_bucket: int = 64, prefill_tokens: int = 4, chips: int = 1,
-                 failed_links: Iterable[str | int] = (), steps_kept: int | None = None, parallel: str = "pipeline"):
+                 executor: str = "fast", cache_bucket: int = 64, prefill_tokens: int = PREFILL_TOKENS, chips: int = 1,
+                 failed_links: Iterable[str | int] = (), steps_kept: int | None = None, parallel: str = "pipeline",
+                 cache_slots: int | None = None):
         if executor not in EXECUTORS:
             raise UserError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}.")
         if parallel not in PARALLEL:
@@ -200,7 +213,9 @@ class LpuEngine:
         self.replans: list[MissingArrival] = []  # the detection behind each re-plan
         self.steps_kept = steps_kept  # step shapes held at once (None: all); the least recently used goes first
         self._steps: OrderedDict[tuple[int, int, str], Step] = OrderedDict()
-        self.cache_slots = cache_bucket  # rows of the KV cache's pinned regions in every compiled program
+        # rows of the KV cache's pinned regions in every compiled program (a bucket by default), grown for good
+        # by a longer sequence
+        self.cache_slots = cache_slots or cache_bucket
         self._pins: dict[int, dict] = {}  # stage -> its states' regions (compiler pin_states)
 
     @property
@@ -291,11 +306,11 @@ class LpuEngine:
         return self.executor != "reference" and not self.shards
 
     def _pin_cache(self, tokens: int) -> None:
-        """Make the cache's pinned regions hold a sequence of `tokens` tokens: past the longest yet they double
-        (so varied lengths recompile seldom), and the steps compiled for the old regions go."""
-        if self._bucket(tokens) > self.cache_slots:
-            while self.cache_slots < self._bucket(tokens):
-                self.cache_slots *= 2
+        """Make the cache's pinned regions hold a sequence of `tokens` tokens; the steps compiled for smaller
+        regions go."""
+        slots = region_slots(tokens, self.cache_bucket, self.cache_slots)
+        if slots > self.cache_slots:
+            self.cache_slots = slots
             self._pins.clear()
             if self.pinned:
                 self._steps.clear()

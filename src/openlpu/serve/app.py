@@ -23,6 +23,7 @@ from openlpu.errors import UserError
 from openlpu.models.registry import load_model
 from openlpu.runtime.compiled_timing import CompiledTiming
 from openlpu.runtime.engine import Engine
+from openlpu.runtime.lpu_engine import PREFILL_TOKENS
 from openlpu.runtime.reference_engine import ReferenceEngine
 from openlpu.serve.completions import provenance
 from openlpu.serve.errors import ApiError
@@ -33,9 +34,6 @@ from openlpu.serve.scheduler import Scheduler
 API_PREFIXES = ("/openai/v1", "/v1")
 NUMERICS = "int8"  # SmolLM2's fp16 weights (269 MB) do not fit one chip
 CACHE_BUCKET = 64  # KV cache slots a step program is compiled for at a time (as lpu_engine.LpuEngine)
-# prompt tokens a step, as LpuEngine's default: SmolLM2's 16-row int8 step stopped fitting one chip when the KV
-# cache moved into SRAM (44c7d78); 4 fits
-PREFILL_TOKENS = 4
 MAX_BODY_BYTES = 1 << 20
 
 
