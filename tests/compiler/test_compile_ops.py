@@ -183,6 +183,19 @@ def test_take_rows_repeats_and_reorders_rows():
     assert np.array_equal(_run_both(g, {"x": xv})["y"], xv[rows])
 
 
+def test_a_row_slice_of_a_row_sum_broadcasts_over_columns_as_it_is():
+    """row_sum leaves each row's sum in every lane and a slice copies whole vectors, so the slice broadcasts
+    over column tiles with no replication of its own."""
+    g = Graph()
+    x = g.input("x", (6, 70), "fp16")
+    part = g.slice(g.row_sum(x), rows=(2, 5))
+    g.output("y", g.add(g.cast(g.slice(x, rows=(0, 3)), "fp32"), part))
+    assert part.attrs.get("replicated") and not any(n.op == "row_sum" for n in g.nodes[g.nodes.index(part):])
+    xv = _values(np.random.default_rng(2), "fp16", (6, 70))
+    want = xv[:3].astype(np.float32) + xv[2:5].astype(np.float32).sum(1, keepdims=True)
+    np.testing.assert_allclose(_run_both(g, {"x": xv})["y"], want, rtol=1e-3)
+
+
 @pytest.mark.parametrize("build, words", [
     (lambda g: g.reshape(g.input("x", (4, 6), "int8"), (5, 5)), r"cannot reshape x\[4, 6\] \(24 values\)"),
     (lambda g: g.take_rows(g.input("x", (4, 6), "int8"), [0, 4]), "row numbers in 0..3"),

@@ -358,7 +358,10 @@ class Graph:
         c0, c1 = cols or (0, a.cols)
         if not (0 <= r0 < r1 <= a.rows and 0 <= c0 < c1 <= a.cols):
             raise UserError(f"slice rows {r0}:{r1}, cols {c0}:{c1} is outside {a.name}{list(a.shape)}.")
-        return self._add("slice", (a,), (r1 - r0, c1 - c0), a.dtype, name, row0=r0, col0=c0)
+        node = self._add("slice", (a,), (r1 - r0, c1 - c0), a.dtype, name, row0=r0, col0=c0)
+        if a.attrs.get("replicated"):  # rows of a column in every lane: a slice copies whole vectors
+            node.attrs["replicated"] = True
+        return node
 
     def concat(self, parts: list[Node], axis: int, name=None) -> Node:
         """Rows (axis 0) or columns (axis 1) one after another; one dtype. Columns join on tile edges."""

@@ -36,10 +36,11 @@ if TYPE_CHECKING:
     from openlpu.models.lpu_graph import StepBuilder
 
 SAMPLING = ("greedy", "sample", "nucleus")
-DELTA = 2.0**-16  # the nucleus threshold's grid, in scaled logits
-ROUNDS = 23  # bits of n: thresholds down to -(2^23 - 1) * DELTA, about -128
+DELTA = 2.0**-14  # the nucleus threshold's grid, in scaled logits
+ROUNDS = 20  # bits of n: thresholds down to -(2^20 - 1) * DELTA, about -64
+FOLDED_TILES = 20  # a mass is summed on the MXM once folded to this many column tiles
 MAX_INV_TEMP = 1e6  # 1 / T above it is sent as this: z stays finite for any logits below 1e32
-_HALF_BIG = 2.0**100  # applied twice (2^200 is no fp32)
+_BIG = 2.0**100  # applied twice (2^200 is no fp32)
 
 
 def sampling_mode(temperature: float, top_p: float) -> str:
@@ -71,34 +72,52 @@ def choose_next(b: StepBuilder, logits: Node, mode: str) -> Node:
     z = g.mul(logits, g.row_max(g.input("inv_temp", (1, 1), "fp32")))  # row_max: the scalar in every lane
     scores = g.add(z, gumbel)
     if mode == "nucleus":
-        d = g.sub(z, g.row_max(z))
-        theta = _nucleus_threshold(b, d, g.row_max(g.input("top_p", (1, 1), "fp32")))
-        scores = g.add(scores, _minus_inf_below(g, d, theta))
+        d_big = g.mul(g.sub(z, g.row_max(z)), _BIG)  # d * 2^100: d_big - theta_big is (d - theta) * 2^100
+        theta_big = _nucleus_threshold(b, d_big, g.row_max(g.input("top_p", (1, 1), "fp32")))
+        scores = g.add(scores, g.minimum(_times_big(g, d_big, theta_big), 0.0))  # -inf-ish below theta
     return g.argmax(scores, name="next")
 
 
-def _nucleus_threshold(b: StepBuilder, d: Node, top_p: Node) -> Node:
-    """theta [P, 1]: -n * DELTA for the smallest n whose tokens d >= theta hold top_p of the mass."""
+def _nucleus_threshold(b: StepBuilder, d_big: Node, top_p: Node) -> Node:
+    """theta * 2^100 [P, 1], theta = -n * DELTA for the smallest n whose tokens d >= theta hold top_p of the
+    mass; found bit by bit, each round moving theta down by 2^bit steps where the trial keeps too little."""
     g = b.g
-    e = g.exp(d)
-    target = g.mul(b.row_sum_small(e), top_p)
-    n = None  # how many grid points are known to keep too little mass
+    e = g.exp(g.mul(d_big, 1 / _BIG))
+    target = g.mul(_mass(b, e), top_p)
+    step = DELTA * _BIG
+    theta_big = None  # -n * step for the n known so far
     for bit in reversed(range(ROUNDS)):
-        trial = float(2**bit - 1) if n is None else g.add(n, float(2**bit - 1))
-        theta = g.mul(trial, -DELTA) if isinstance(trial, Node) else -trial * DELTA
-        kept = g.maximum(g.add(e, _minus_inf_below(g, d, theta)), 0.0)  # e where d >= theta, else 0
-        short = g.sub(1.0, _at_least(g, b.row_sum_small(kept), target))
-        step = g.mul(short, float(2**bit))
-        n = step if n is None else g.add(n, step)
-    return g.mul(n, -DELTA)
+        offset = -(2**bit - 1) * step
+        trial = offset if theta_big is None else g.add(theta_big, offset)
+        # 1 + (d - trial) * 2^200 is at least 1 where d >= trial and below -2^51 elsewhere; e <= 1
+        kept = g.minimum(e, g.relu(g.add(_times_big(g, d_big, trial), 1.0)))
+        # the kept mass is at least 1 (the most likely token) and the target positive, so their difference
+        # is 0 or at least 2^-25 in size: times 2^200 it is 0 or beyond 2^bit steps
+        short = _times_big(g, g.mul(target, _BIG), g.mul(_mass(b, kept), _BIG))
+        down = g.relu(g.minimum(short, 2**bit * step))
+        theta_big = g.neg(down) if theta_big is None else g.sub(theta_big, down)
+    return theta_big
 
 
-def _at_least(g: Graph, a: Node, b: Node) -> Node:
-    """1.0 where a >= b, else 0.0 (exact; module doc)."""
-    big = g.mul(g.mul(g.sub(a, b), _HALF_BIG), _HALF_BIG)
-    return g.add(g.minimum(g.maximum(big, -1.0), 0.0), 1.0)
+def _times_big(g: Graph, a_big: Node, b_big: Node | float) -> Node:
+    """(a_big - b_big) * 2^100: with both scaled by 2^100, (a - b) * 2^200 (module doc)."""
+    return g.mul(g.sub(a_big, b_big), _BIG)
 
 
-def _minus_inf_below(g: Graph, d: Node, theta: Node | float) -> Node:
-    """0 where d >= theta, else at most -2^51 (-inf for far below): added, it drops a token from an argmax."""
-    return g.minimum(g.mul(g.mul(g.sub(d, theta), _HALF_BIG), _HALF_BIG), 0.0)
+def _mass(b: StepBuilder, x: Node) -> Node:
+    """Row sums [P, 1] of x (fp32, 0 <= x <= 1). Column halves of whole tiles are added on the VXM (slices on
+    tile edges) down to FOLDED_TILES, the tiles past the last pair joined after them, so that the MXM's row
+    sum installs a few weight tiles, not one per tile of the vocabulary; its fp16 parts (about 22 bits) are
+    summed in one pass, stacked as rows."""
+    g, lanes, rows = b.g, b.lanes, x.rows
+    rest = []
+    while x.cols > FOLDED_TILES * lanes:
+        half = x.cols // lanes // 2 * lanes
+        if x.cols > 2 * half:
+            rest.insert(0, g.slice(x, cols=(2 * half, x.cols)))  # only the first can end in a partial tile
+        x = g.add(g.slice(x, cols=(0, half)), g.slice(x, cols=(half, 2 * half)))
+    if rest:
+        x = g.concat([x, *rest], axis=1)
+    hi = g.cast(x, "fp16")
+    sums = g.row_sum(g.concat([hi, g.cast(g.sub(x, g.cast(hi, "fp32")), "fp16")], axis=0))
+    return g.add(g.slice(sums, rows=(0, rows)), g.slice(sums, rows=(rows, 2 * rows)))
