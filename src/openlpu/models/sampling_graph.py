@@ -11,16 +11,17 @@ The step graph's `next` [P, 1] int32 is each row's token, chosen by one of `SAMP
 - `nucleus`: the same argmax over the top-p nucleus only, which the chip finds itself. With d = z - max(z)
   (<= 0) and e = exp(d), the kept tokens are those with d >= theta, theta = -n * DELTA for the smallest integer
   n whose kept mass sum(e_j, d_j >= theta) reaches top_p * sum(e) (`top_p` an input [1, 1]). n is found bit
-  by bit in ROUNDS rounds (n < 2^23, so theta reaches -128, below which exp is 0 in fp32), each a
-  comparison over the vocabulary and a row sum on the MXM; every step is exact or one deterministic fp32
-  rounding, so the reference and the chip agree bit for bit. The kept set is the nucleus (the smallest set
-  of most likely tokens whose probability reaches top_p, ties kept together) plus any token less than DELTA
-  below its least likely member in z: the threshold moves on a grid of DELTA. The others get -inf added
-  before the Gumbel argmax.
+  by bit in ROUNDS rounds, each a comparison over the vocabulary and a row sum (`_mass`: column halves added
+  on the VXM, then the MXM); theta reaches -64, below ln((1 - top_p) / vocab) for any fp32 top_p < 1 and
+  vocabulary below 2^40, where the tokens left out hold less than 1 - top_p of the mass (sum(e) >= 1). Every
+  step is exact or a deterministic fp32 rounding, so the reference and the chip agree bit for bit. The kept
+  set is the nucleus (the smallest set of most likely tokens whose probability reaches top_p, ties kept
+  together) plus any token less than DELTA below its least likely member in z (the threshold moves on a
+  grid); the others get -inf added before the Gumbel argmax.
 
-Comparisons use no compare op (the VXM has none): a - b is 0 only when a == b and has an exact sign, and
-times 2^200 any nonzero difference (at least 2^-149) is at least 2^51 in size, so min(max(.., -1), 0) + 1 is
-exactly 1 where a >= b and 0 elsewhere.
+Comparisons use no compare op (the VXM has none): a - b is 0 only when a == b and has an exact sign, so
+times 2^200 (2^100 twice: 2^200 is no fp32) a nonzero difference, at least 2^-149, is at least 2^51 in size;
+clamped, it is exactly 0 or 1, or drops a token.
 """
 
 from __future__ import annotations
