@@ -149,8 +149,9 @@ def test_lpu_pace_streams_no_faster_than_the_simulated_chip(serve, tiny):
 def test_the_real_model_is_served_with_its_compiled_timing(step_cycles_dir):
     smollm2 = build_engine("smollm2-135m", chips=1, cache_dir=step_cycles_dir)
     assert smollm2.model_id == "smollm2-135m-8192" and smollm2.concurrency == 1
-    assert smollm2.timing.source.startswith("cycles of smollm2-135m's int8 4-token prefill and decode steps")
-    assert smollm2.prefill_tokens == smollm2.timing.prefill_tokens == 4
+    assert smollm2.timing.source.startswith(f"cycles of smollm2-135m's int8 {PREFILL_TOKENS}-token prefill and "
+                                            "decode steps")
+    assert smollm2.prefill_tokens == smollm2.timing.prefill_tokens == PREFILL_TOKENS == 16
     # docs/models.md: the question is 37 prompt tokens; its answer through the int8 step graph is
     # tests/runtime/test_lpu_engine.py's ("The capital of France is Paris")
     assert len(smollm2.prompt_ids([{"role": "user", "content": "What is the capital of France?"}])) == 37
