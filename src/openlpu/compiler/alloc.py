@@ -100,18 +100,22 @@ class SramAllocator:
         fresh = sum(end - start for spans in self.spans.values() for start, end, t in spans if t == FRESH)
         return (len(self.spans) * self.chip.bank_size - fresh) * self.chip.vector_bytes
 
-    def alloc_roomiest(self, slices: list[str], width: int, count: int,
-                       what: str) -> tuple[tuple[str, ...], int, tuple[int, ...]]:
+    def alloc_roomiest(self, slices: list[str], width: int, count: int, what: str,
+                       prefer: frozenset[str] = frozenset()) -> tuple[tuple[str, ...], int, tuple[int, ...]]:
         """`count` fresh addresses at the top of each of the `width` slices (of `slices`) with the most room
         there in one bank, each slice at its own address: for data that every slice reads with its own READ
-        (weight tiles), so no slice is bumped to the fullest one's address and nothing is wasted below it."""
+        (weight tiles), so no slice is bumped to the fullest one's address and nothing is wasted below it.
+        Slices of `prefer` with room come first (weights away from the activations' streams), then others."""
         best = None
         for bank in range(self.chip.mem_banks):
-            room = {s: -op.sub(*self._top(s, bank)) for s in slices}
-            ranked = sorted(slices, key=room.get, reverse=True)[:width]
-            if len(ranked) == width and (best is None or room[ranked[-1]] > best[0]):
-                best = (room[ranked[-1]], tuple(ranked), bank)
-        if best is None or best[0] < count:
+            rank = {}
+            for s in slices:
+                room = -op.sub(*self._top(s, bank))
+                rank[s] = (room >= count, s in prefer, room)
+            ranked = sorted(slices, key=rank.get, reverse=True)[:width]
+            if len(ranked) == width and (best is None or rank[ranked[-1]] > best[0]):
+                best = (rank[ranked[-1]], tuple(ranked), bank)
+        if best is None or not best[0][0]:
             raise SramFull(
                 f"{what} needs {count * width * self.chip.vector_bytes:,} bytes: no {width} slices have room "
                 f"({self.used_bytes():,} of {self.chip.sram_bytes:,} bytes used); the graph does not fit on one "

@@ -201,9 +201,9 @@ def _place_weights(ctx, node, u: Unit, dtype: str, a: Placed, b: np.ndarray, out
             continue
         other = {s for g in groups for s in g[0]}
         free = [s for s in ctx.hemisphere[u.mxm] if s not in other]
-        quiet = [s for s in free if s not in busy]
-        slices, bank, addrs = ctx.alloc.alloc_roomiest(quiet if len(quiet) >= streams else free, streams,
-                                                       rows_per_slice, f"weights of {node.name}")
+        quiet = frozenset(s for s in free if s not in busy)
+        slices, bank, addrs = ctx.alloc.alloc_roomiest(free, streams, rows_per_slice, f"weights of {node.name}",
+                                                       quiet if len(quiet) >= streams else frozenset())
         for i, s in enumerate(slices):
             rows = plane_bytes[i::streams]
             padded = np.zeros((rows_per_slice, lanes), np.int8)
