@@ -26,7 +26,7 @@ from openlpu.errors import UserError
 from openlpu.models.evaluation import eval_token_ids, score, teacher_forced_logits
 from openlpu.models.reference import LlamaReference, greedy
 from openlpu.models.registry import DEFAULT_MODEL, load_model
-from openlpu.runtime.lpu_engine import LpuEngine
+from openlpu.runtime.lpu_engine import PREFILL_TOKENS, LpuEngine
 
 PROMPT = "What is the capital of France?"
 
@@ -78,10 +78,10 @@ def run(model, layers: int, args) -> int:
 
 def quality(model, args) -> int:
     """Teacher-forced next-token agreement with the fp32 model and perplexity, through the step graph's numpy
-    reference (the LPU's numerics, bit for bit) in steps of 16 tokens."""
+    reference (the LPU's numerics, bit for bit) in prefill steps of the engine's default size."""
     ids = eval_token_ids(model.tokenizer, args.quality)
     t0 = time.perf_counter()
-    engine = LpuEngine(model, args.numerics, executor="reference", cache_bucket=args.cache, prefill_tokens=16)
+    engine = LpuEngine(model, args.numerics, executor="reference", cache_bucket=args.cache)
     ours = engine.teacher_forced_logits(ids)[:-1]
     seconds = time.perf_counter() - t0
     fp32 = teacher_forced_logits(LlamaReference(model.config, model.weights), ids)
@@ -109,7 +109,7 @@ def main() -> int:
     parser.add_argument("--layers", default="", help="comma-separated layer counts (default: all)")
     parser.add_argument("--tokens", type=int, default=4, help="greedy tokens to generate")
     parser.add_argument("--cache", type=int, default=64, help="cache bucket (slots)")
-    parser.add_argument("--prefill", type=int, default=16, help="prompt tokens per prefill step")
+    parser.add_argument("--prefill", type=int, default=PREFILL_TOKENS, help="prompt tokens per prefill step")
     parser.add_argument("--exact", action="store_true", help="also time one step on the cycle-accurate executor")
     parser.add_argument("--quality", type=int, default=0, metavar="N",
                         help="only score the first N tokens of the evaluation text, teacher-forced, against fp32")
