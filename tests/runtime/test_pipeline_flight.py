@@ -92,8 +92,12 @@ def test_the_reference_executor_interleaves_sampled_requests_and_keeps_each_one_
     engine = LpuEngine(tiny, "int8", executor="reference", cache_bucket=32, prefill_tokens=8, chips=2)
     sampling = SamplingParams(temperature=1.2, seed=3)
     prompts = [tiny.tokenizer.encode(text) for text in ("Hello there", "Tell me a story", "Hi")]
-    flight = generate_in_flight(engine, prompts, 5, sampling=sampling)
+    calls = []
+    flight = generate_in_flight(engine, prompts, 5, sampling=sampling, progress=lambda *a: calls.append(a))
     assert [g.token_ids for g in flight.generations] == [alone(engine, p, 5, sampling)[1].token_ids for p in prompts]
+    # progress adds up the requests: the prompts' tokens, then every request's new tokens
+    assert ("prompt", sum(map(len, prompts)), sum(map(len, prompts))) in calls
+    assert calls[-1] == ("decode", flight.completion_tokens, 15)
     # no cycles: every span is ready at once, and the requests take turns span by span
     assert [b.request for b in flight.busy[:6]] == [0, 1, 2, 0, 1, 2]
     assert not flight.lpu and flight.system_tokens_per_s == 0 and flight.ttft_s(2) == 0

@@ -139,12 +139,12 @@ def generate_in_flight(engine: LpuEngine, prompts: Sequence[Sequence[int]], max_
     t0 = time.perf_counter()
     stops = frozenset(stop_ids)
     totals = {"prompt": sum(len(p) for p in prompts), "decode": len(prompts) * max_new_tokens}
-    done: dict[tuple[str, int], int] = {}  # (phase, request) -> its count
+    counts: dict[tuple[str, int], int] = {}  # (phase, request) -> its count
 
     def report(r: int) -> Progress:  # request r's progress callback: each phase summed over the requests
         def update(phase: str, count: int, _total: int) -> None:
-            done[phase, r] = count
-            progress(phase, sum(n for (p, _), n in done.items() if p == phase), totals[phase])
+            counts[phase, r] = count
+            progress(phase, sum(n for (p, _), n in counts.items() if p == phase), totals[phase])
         return update
 
     runs = [engine.generation(p, max_new_tokens, stops, sampling, report(r) if progress else None)
@@ -158,8 +158,8 @@ def generate_in_flight(engine: LpuEngine, prompts: Sequence[Sequence[int]], max_
         cycle, _, r = heapq.heappop(ready)
         try:
             resource, cycles = next(runs[r])
-        except StopIteration as done:
-            gens[r] = done.value
+        except StopIteration as end:
+            gens[r] = end.value
             continue
         start = max(cycle, free[resource])
         free[resource] = start + cycles
