@@ -4,7 +4,7 @@ The engine strings steps together: prefill steps of `prefill_tokens` prompt toke
 default; halved while a step that size does not fit the chip's SRAM), then one decode step per generated
 token, sampled on the chip itself: the step program's `next` (greedy: the argmax; with a temperature: a
 Gumbel-max sample from noise the host draws with the request's seed, within the top-p nucleus the chip finds;
-models/sampling_graph.py).
+models/sampling_graph.py; of the prompt's steps only the last, which gives the first token, samples).
 Stop tokens and stop strings end the answer.
 Over several chips each step is a pipeline of stages (layer ranges) that hand the residual stream on over
 scheduled links. The KV cache lives in the chip's SRAM (state tensors of the step programs, padded to a
@@ -345,6 +345,16 @@ class LpuEngine:
                     raise
                 self.prefill_tokens = rows // 2
 
+    def prompt_step(self, position: int, end: int, mode: str) -> tuple[int, str]:
+        """Rows and sampling mode of the prompt step at `position` of a prompt ending at `end`: only the step
+        holding the prompt's last token chooses by `mode`; the others' choices go unused, so they run greedy
+        programs, without the sampling ops (their cycles grow with the step's rows)."""
+        while True:
+            rows = self.prefill_tokens
+            step_mode = mode if position + rows >= end else "greedy"
+            if self.prefill_rows(position, step_mode) == rows:
+                return rows, step_mode
+
     def prepare(self, prompt_tokens: int, max_new_tokens: int, progress: Progress | None = None,
                 sampling: SamplingParams = GREEDY) -> float:
         """Build and compile the steps a generation of this size may run, so their cost shows apart from it;
@@ -359,7 +369,7 @@ class LpuEngine:
         while position < prompt_tokens:
             if progress:
                 progress("compile", position, total)
-            position += 1 if prompt_tokens == 1 else self.prefill_rows(position, mode)
+            position += 1 if prompt_tokens == 1 else self.prompt_step(position, prompt_tokens, mode)[0]
         for k, cache_len in enumerate(decode):
             if progress:
                 progress("compile", prompt_tokens + k, total)
@@ -448,13 +458,14 @@ class LpuSequence:
         self.chosen = np.zeros(0, np.int32)  # the last step's on-chip choice of each real row's next token
         self.draws: dict[str, np.ndarray] = {}  # the sampling inputs of the step being run
 
-    def _sampling_inputs(self, rows: int, real: int) -> dict[str, np.ndarray]:
-        """Gumbel noise for the `real` rows of a step of `rows` (zero for padding), 1 / T and top_p."""
-        if self.mode == "greedy":
+    def _sampling_inputs(self, mode: str, rows: int, real: int) -> dict[str, np.ndarray]:
+        """A step's sampling inputs: Gumbel noise for its last real row only, whose choice is the next token
+        (one row a token, however the prompt is cut into steps), then 1 / T and top_p."""
+        if mode == "greedy":
             return {}
         gumbel = np.zeros((rows, self.engine.model.config.vocab))
-        gumbel[:real] = self.rng.gumbel(size=(real, gumbel.shape[1]))
-        return sampling_inputs(self.mode, gumbel, self.sampling.temperature, self.sampling.top_p)
+        gumbel[real - 1] = self.rng.gumbel(size=gumbel.shape[1])
+        return sampling_inputs(mode, gumbel, self.sampling.temperature, self.sampling.top_p)
 
     def prefill(self, ids: list[int], log: list[StepRun], progress: Progress | None = None) -> list[np.ndarray]:
         """The prompt in steps of `prefill_tokens` (a single token takes the decode step); logits per step."""
@@ -462,10 +473,10 @@ class LpuSequence:
 
     def prefill_spans(self, ids: list[int], log: list[StepRun], progress: Progress | None = None
                       ) -> Generator[Span, None, list[np.ndarray]]:
-        out, i = [], 0
+        out, i, end = [], 0, self.position + len(ids)
         while i < len(ids):
-            rows = 1 if len(ids) == 1 else self.engine.prefill_rows(self.position, self.mode)
-            out.append((yield from self.spans(ids[i:i + rows], rows, log)))
+            rows, mode = (1, self.mode) if len(ids) == 1 else self.engine.prompt_step(self.position, end, self.mode)
+            out.append((yield from self.spans(ids[i:i + rows], rows, log, mode)))
             i += rows
             if progress:
                 progress("prompt", min(i, len(ids)), len(ids))
@@ -477,19 +488,22 @@ class LpuSequence:
         residual stream to the next over their link, its bytes moved by the network executor."""
         return drain(self.spans(ids, rows, log))
 
-    def spans(self, ids: list[int], rows: int, log: list[StepRun]) -> Generator[Span, None, np.ndarray]:
-        """`run`, yielding each stage's and each hand-off's span after it runs."""
+    def spans(self, ids: list[int], rows: int, log: list[StepRun], mode: str | None = None
+              ) -> Generator[Span, None, np.ndarray]:
+        """`run`, yielding each stage's and each hand-off's span after it runs; `mode` samples (default: the
+        sequence's sampling mode)."""
+        mode = mode or self.mode
         engine, c = self.engine, self.engine.model.config
         if self.position + len(ids) > self.tokens:
             raise UserError(f"the sequence has room for {self.tokens} tokens and holds {self.position}: {len(ids)} "
                             "more do not fit; start a sequence with room for them all.")
-        step = engine.step(rows, engine._bucket(self.position + rows), self.mode)
+        step = engine.step(rows, engine._bucket(self.position + rows), mode)
         slots = engine.cache_slots if engine.pinned else step.cache_len
         for name, value in self.cache.items():
             self.cache[name] = np.pad(value, ((0, slots - len(value)), (0, 0)))
         x = np.zeros((rows, c.d_model), np.float32)
         x[:len(ids)] = engine.model.weights.token_embd[ids]
-        self.draws = self._sampling_inputs(rows, len(ids))
+        self.draws = self._sampling_inputs(mode, rows, len(ids))
         end = self.position + len(ids)
         if engine.shards:
             run = tensor_parallel.run_step(engine, step, engine.shards, self.cache, x, self.position, self.draws)
