@@ -230,6 +230,7 @@ class LpuEngine:
         elif self.shards:
             self._steps[key] = tensor_parallel.build_step(self, self.shards, tokens, cache_len, sampling)
         else:
+            self._pin_cache(cache_len)  # a step past the regions (called directly) grows them
             t0 = time.perf_counter()
             c, w = self.model.config, self.model.weights
             graphs = [build_step_graph(c, w, self.numerics, tokens, cache_len, self.chip, layers, sampling)
