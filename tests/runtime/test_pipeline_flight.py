@@ -7,6 +7,7 @@ import json
 import pytest
 
 from openlpu.cli import main
+from openlpu.commands.demo import QUESTION
 from openlpu.errors import UserError
 from openlpu.runtime.lpu_engine import GREEDY, LpuEngine
 from openlpu.runtime.pipeline_flight import generate_in_flight
@@ -146,3 +147,11 @@ def test_generate_help_teaches_requests_in_flight(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "--requests N" in out and "repeat for several requests in flight" in out
     assert "chip k runs one request's step while chip k+1 runs another's" in out
+
+
+def test_demo_asks_its_question_of_as_many_requests_as_asked(cli, tiny):
+    argv = ["demo", "--model", str(tiny.path), "--executor", "reference", "--max-tokens", "2", "--json"]
+    d = json.loads(cli(*argv, "--requests", "2"))
+    question = tiny.tokenizer.encode_chat([{"role": "user", "content": QUESTION}])
+    assert [r["prompt_tokens"] for r in d["requests"]] == [len(question)] * 2
+    assert d["requests"][0]["token_ids"] == d["requests"][1]["token_ids"] == json.loads(cli(*argv))["token_ids"]
