@@ -138,7 +138,7 @@ def test_too_few_requests_for_the_prompts_is_one_sentence(tiny, capsys):
     argv = ["generate", "--model", str(tiny.path), "--prompt", "a", "--prompt", "b", "--requests", "1"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "--requests 1 is fewer than the 2 prompts given" in err and err.count("\n") == 1
+    assert "--requests 1 is fewer than the prompts given (2); ask for at least 2" in err and err.count("\n") == 1
 
 
 def test_generate_help_teaches_requests_in_flight(capsys):

@@ -91,8 +91,8 @@ def requested_prompts(args) -> list[str]:
     """One prompt per request: --requests of them, taking the --prompt values in turn."""
     n = len(args.prompt) if args.requests is None else args.requests
     if n < len(args.prompt):
-        raise UserError(f"--requests {n} is fewer than the {len(args.prompt)} prompts given; ask for at least "
-                        f"{len(args.prompt)} requests or give fewer prompts.")
+        raise UserError(f"--requests {n} is fewer than the prompts given ({len(args.prompt)}); ask for at least "
+                        f"{len(args.prompt)} or give fewer prompts.")
     return [args.prompt[r % len(args.prompt)] for r in range(n)]
 
 
