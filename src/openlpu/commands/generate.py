@@ -215,7 +215,7 @@ def run_in_flight(engine: LpuEngine, prompts: list[str], args) -> int:
             console.print(gen.text.strip() or "(empty answer)", markup=False, highlight=False)
         if flight.lpu:
             console.print(flight_table(flight))
-        console.print(kv_table("the pipeline", flight_rows(flight) + [
+        console.print(kv_table("all requests", flight_rows(flight) + [
             ("host", f"{host_s:,.1f} s ({compile_s:,.1f} s compiling)")]))
 
     emit(args, flight.summary() | {"compile_s": compile_s, "host_s": host_s}, render)
