@@ -21,7 +21,7 @@ from openlpu.commands.output import add_json_flag, emit, kv_table
 from openlpu.errors import UserError
 from openlpu.models.lpu_graph import NUMERICS
 from openlpu.models.registry import DEFAULT_MODEL, MODELS, load_model
-from openlpu.runtime.lpu_engine import EXECUTORS, PREFILL_TOKENS, Generation, LpuEngine
+from openlpu.runtime.lpu_engine import EXECUTORS, PARALLEL, PREFILL_TOKENS, Generation, LpuEngine
 from openlpu.runtime.pipeline_flight import Flight, generate_in_flight
 from openlpu.runtime.sampling import SamplingParams
 from openlpu.viz.trace import flight_trace, generation_trace, write_trace
@@ -31,6 +31,7 @@ EPILOG = f"""examples:
   openlpu generate --prompt "Write a haiku about SRAM" --max-tokens 40 --temperature 0.7 --seed 1
   openlpu generate --prompt "Hi" --executor exact --max-tokens 2     (every vector, cycle by cycle: slow)
   openlpu generate --prompt "Hi" --numerics fp16 --chips 2    (fp16 needs two chips' SRAM)
+  openlpu generate --prompt "Hi" --numerics fp16 --chips 8 --parallel tensor    (every layer on 8 chips)
   openlpu generate --prompt "Hi" --prompt "Name a colour" --chips 2    (two requests in flight)
   openlpu generate --prompt "Hi" --chips 4 --requests 4 --max-tokens 8    (four copies: system tokens/s)
   openlpu generate --prompt "Hi" --json
@@ -49,6 +50,7 @@ share, and the system's tokens/s against the same requests one at a time: with N
 nears N times, as far as the slowest stage allows. Every request's tokens are those it gets alone."""
 
 PHASES = {"compile": "compiling steps", "prompt": "prompt tokens", "decode": "new tokens"}
+SPLIT = {"pipeline": "a pipeline", "tensor": "tensor parallel"}
 
 
 def add_model_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
@@ -62,6 +64,10 @@ def add_model_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
     p.add_argument("--chips", type=int, default=1,
                    help="simulated chips of one node, a pipeline of layer ranges handing the residual stream over "
                         "their links (fp16 SmolLM2 needs 2) (default %(default)s)")
+    p.add_argument("--parallel", choices=PARALLEL, default="pipeline",
+                   help="how the model is split over --chips: pipeline (layer ranges, one after the other) or "
+                        "tensor (every layer's heads and FFN columns on every chip, two all-reduces a layer) "
+                        "(default %(default)s)")
     p.add_argument("--fail-link", action="append", default=[], metavar="A-B",
                    help="break the link between chips A and B of the node (or link id N): the runtime detects the "
                         "lost flits, re-plans the hand-offs around it and replays (repeat for more)")
@@ -98,7 +104,7 @@ def requested_prompts(args) -> list[str]:
 
 def add_trace_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace", metavar="FILE", help="write a Perfetto timeline (ui.perfetto.dev) of the generation: a "
-                                                    "track per chip and per link between pipeline stages")
+                                                    "track per chip and per link (hand-offs or all-reduces)")
 
 
 def register(sub) -> None:
@@ -122,7 +128,8 @@ def make_engine(args) -> LpuEngine:
     """The engine the options describe, the model loaded; every bad option is one sentence before any work."""
     sampling_params(args)
     return LpuEngine(load_model(args.model), args.numerics, executor=args.executor, cache_bucket=args.cache_bucket,
-                     prefill_tokens=args.prefill_tokens, chips=args.chips, failed_links=args.fail_link)
+                     prefill_tokens=args.prefill_tokens, chips=args.chips, failed_links=args.fail_link,
+                     parallel=args.parallel)
 
 
 @contextmanager
@@ -164,7 +171,7 @@ def timing_rows(gen: Generation) -> list[tuple[str, str]]:
     lpu = gen.executor != "reference"
     rows = [("tokens", f"{gen.prompt_tokens} prompt in steps of {gen.prefill_tokens}, {gen.completion_tokens} "
                        f"generated ({gen.finish_reason})"),
-            ("system", f"{gen.chip.name} x {gen.chips}{' (a pipeline)' * (gen.chips > 1)}, {gen.numerics}, "
+            ("system", f"{gen.chip.name} x {gen.chips}{f' ({SPLIT[gen.parallel]})' * (gen.chips > 1)}, {gen.numerics}, "
                        f"{gen.executor} executor")]
     if lpu:
         rows += [("LPU time to first token", f"{gen.ttft_s * 1e3:,.2f} ms ({gen.prefill_cycles:,} cycles)")]

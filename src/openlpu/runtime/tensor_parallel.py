@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,8 +29,10 @@ from openlpu.models.tp_graph import Shard, build_segment_graph, segments
 from openlpu.system.collectives import CollectivePlan, LinkFailure, compile_collective, run
 from openlpu.system.faults import probe_links
 
+if TYPE_CHECKING:  # lpu_engine imports this module
+    from openlpu.runtime.lpu_engine import LpuEngine, Span
+
 TRACK_ALLREDUCE = "all-reduce"
-Span = tuple[str, int]  # as lpu_engine.Span: a resource and its cycles
 
 
 @dataclass
@@ -49,7 +52,8 @@ class TensorStep:
     compile_s: float
 
 
-def build_step(engine, shards: list[Shard], tokens: int, cache_len: int, sampling: str = "greedy") -> TensorStep:
+def build_step(engine: LpuEngine, shards: list[Shard], tokens: int, cache_len: int,
+               sampling: str = "greedy") -> TensorStep:
     """Every segment's graph for every chip, compiled unless the executor is the reference, and the
     all-reduce's link schedule; refused before compiling when a chip's weights and cache exceed its SRAM.
     `sampling`: how the head chooses `next` (models/sampling_graph.py)."""
@@ -78,7 +82,7 @@ def _resident_bytes(graph: Graph) -> int:
         int(np.prod(n.shape)) * 2 for n in graph.nodes if n.op == "state")
 
 
-def _check_fits(engine, resident: list[int], transient: int) -> None:
+def _check_fits(engine: LpuEngine, resident: list[int], transient: int) -> None:
     """Every segment's weights and cache stay in a chip's SRAM together; one segment's activations at a time."""
     worst = int(np.argmax(resident))
     if resident[worst] + transient > engine.chip.sram_bytes:
@@ -89,13 +93,13 @@ def _check_fits(engine, resident: list[int], transient: int) -> None:
                         "--numerics int8.")
 
 
-def _plan_allreduce(engine, ways: int, tokens: int) -> CollectivePlan:
+def _plan_allreduce(engine: LpuEngine, ways: int, tokens: int) -> CollectivePlan:
     nbytes = tokens * engine.model.config.d_model * 4  # the fp32 partial sums
     return compile_collective("allreduce", engine.topology, nbytes, list(range(ways)),
                               failed_links=engine.known_failed)
 
 
-def run_step(engine, step: TensorStep, shards: list[Shard], cache: dict[str, np.ndarray], x: np.ndarray,
+def run_step(engine: LpuEngine, step: TensorStep, shards: list[Shard], cache: dict[str, np.ndarray], x: np.ndarray,
              position: int, draws: dict[str, np.ndarray]) -> Generator[Span, None, tuple[dict, int, int, list]]:
     """One step of embeddings x at `position` (`draws`: the head's sampling inputs). Yields (resource, cycles)
     per segment ("chips") and per all-reduce; returns the head's outputs, the step's cycles, the all-reduces'
@@ -139,7 +143,7 @@ def run_step(engine, step: TensorStep, shards: list[Shard], cache: dict[str, np.
     return outputs, cycles, link_cycles, events
 
 
-def _allreduce(engine, step: TensorStep, shards: list[Shard], partials: list[np.ndarray]
+def _allreduce(engine: LpuEngine, step: TensorStep, shards: list[Shard], partials: list[np.ndarray]
                ) -> tuple[list[np.ndarray], int]:
     """Every chip's copy of the sum and the cycles it took, a lost attempt's included (see the module doc)."""
     try:
