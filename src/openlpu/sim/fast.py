@@ -19,7 +19,9 @@ import numpy as np
 
 from openlpu.chip.program import Program
 from openlpu.sim.fetch import PerVector, Store
-from openlpu.sim.plan import BOTH, READ, Chunk, Plan, build
+from openlpu.sim.fold import analyse
+from openlpu.sim.memory import Memory
+from openlpu.sim.plan import BOTH, READ, Chunk, Plan, build, releases
 from openlpu.sim.result import RunResult
 from openlpu.sim.state import ChipState, Sram
 from openlpu.sim.verify import verify
@@ -40,15 +42,98 @@ def run(program: Program, check: bool = True) -> RunResult:
         raise plan.error.with_traceback(None)
     if plan.compiled is None:
         with _gc_paused():
-            plan.compiled = _compile(plan, program.chip)
-    st = ChipState(program)
-    store = Store(len(plan.batches))
-    for fn, release in plan.compiled:
+            plan.compiled = _compile(plan, program.chip, range(len(plan.steps)), plan.release)
+    first = plan.memory is None or not plan.memory.fits(program)
+    if first:
+        running = {plan.chunks[c].batch.id: plan.chunks[c].batch for c, _ in plan.steps}
+        plan.memory, plan.fold = Memory(program, list(running.values())), None
+    sram, changed = plan.memory.start(program)
+    before = plan.fold
+    if before and not set(changed) <= before.variable:
+        plan.fold = None  # a value taken as the same at every run changed: what the fold kept is stale
+    try:
+        if plan.fold is None and not first:
+            variable = frozenset(changed) | (before.variable if before else frozenset())
+            with _gc_paused():
+                plan.fold = analyse(plan, program, plan.memory, variable)
+        st = ChipState(program, sram)
+        if not plan.fold:
+            _run(plan.compiled, st, Store(len(plan.batches)))
+        elif not plan.fold.seeded:
+            _seed(plan, st)
+        else:
+            _run(plan.fold.compiled, st, _kept(plan))
+    except _Misguessed:
+        plan.fold = False  # never again for this program
+        sram, _ = plan.memory.start(program)  # puts back the rows the stopped run wrote
+        st = ChipState(program, sram)
+        _run(plan.compiled, st, Store(len(plan.batches)))
+    outputs = {t.name: st.load_tensor(t) for t in program.tensors.values() if t.output}
+    return RunResult(program.chip, plan.cycles, outputs, plan.vectors, dict(plan.busy))
+
+
+class _Misguessed(Exception):
+    """A SCATTER wrote SRAM rows the fold took it not to write."""
+
+
+def _run(compiled: list, st: ChipState, store: Store) -> None:
+    for fn, release, _, _ in compiled:
         fn(st, store)
         for b in release:
             store.outs[b] = store.typed[b] = None
-    outputs = {t.name: st.load_tensor(t) for t in program.tensors.values() if t.output}
-    return RunResult(program.chip, plan.cycles, outputs, plan.vectors, dict(plan.busy))
+
+
+def _seed(plan: Plan, st: ChipState) -> None:
+    """A full run that keeps what later folded runs take from it, then makes their steps."""
+    fold = plan.fold
+    store = Store(len(plan.batches))
+    kept = set(fold.kept)
+    for fn, release, k0, k1 in plan.compiled:
+        if k0 in fold.restores:
+            fold.buffers[k0] = [(p, rows, st.mxm[p].buffer[rows].copy()) for p, rows in fold.restores[k0]]
+        fn(st, store)
+        if k1 in fold.installs:
+            plane = st.mxm[plan.chunks[plan.steps[k1][0]].batch.unit]
+            fold.kernels[k1] = (plane.mode, plane.kernel)
+        for b in release:
+            if b not in kept:
+                store.outs[b] = store.typed[b] = None
+    fold.values = {b: (store.outs[b], store.typed[b]) for b in fold.kept}
+    steps = [k for k, (c, _) in enumerate(plan.steps) if fold.running[c]]
+    with _gc_paused():
+        compiled = _compile(plan, st.chip, steps, releases([plan.steps[k] for k in steps], plan.chunks))
+    out = []
+    installs = sorted(fold.installs)
+    for entry in compiled:
+        while installs and installs[0] < entry[2]:
+            k = installs.pop(0)
+            out.append((_install(plan.chunks[plan.steps[k][0]].batch.unit, *fold.kernels[k]), [], k, k))
+        if entry[2] in fold.buffers:
+            out.append((_put_back(fold.buffers[entry[2]]), [], entry[2], entry[2]))
+        out.append(entry)
+    out += [(_install(plan.chunks[plan.steps[k][0]].batch.unit, *fold.kernels[k]), [], k, k) for k in installs]
+    fold.compiled, fold.seeded = out, True
+
+
+def _kept(plan: Plan) -> Store:
+    store = Store(len(plan.batches))
+    for b, (outs, typed) in plan.fold.values.items():
+        store.outs[b], store.typed[b] = outs, typed
+    return store
+
+
+def _install(unit: int, mode: str, kernel):
+    def fn(st, store):
+        plane = st.mxm[unit]
+        plane.mode, plane.kernel = mode, kernel
+    return fn
+
+
+def _put_back(buffers: list):
+    def fn(st, store):
+        for p, rows, values in buffers:
+            st.mxm[p].buffer[rows] = values
+    return fn
 
 
 def plan_for(program: Program) -> Plan:
@@ -78,17 +163,19 @@ def _gc_paused():
             gc.enable()
 
 
-def _compile(plan: Plan, chip) -> list:
-    """The plan's steps as functions (state, store) -> None, each with the batches to drop after it."""
+def _compile(plan: Plan, chip, steps, drops: list) -> list:
+    """Steps of the plan (by index) as functions (state, store) -> None, each with the batches to drop after
+    it and the first and last step it runs."""
     out = []
     cells: dict[int, list] = {}  # chunk -> a cell passing its payload from its READ step to its COMMIT step
     reads: list = []  # a run of READ steps, nothing between them
     index = Sram.index(chip)
-    for (c, step), release in zip(plan.steps, plan.release, strict=True):
+    for k, release in zip(steps, drops, strict=True):
+        c, step = plan.steps[k]
         ch = plan.chunks[c]
         issue = ch.issue() if ch.batch.op.name not in _ONE_BY_ONE else None
         if step == BOTH and ch.batch.op.name == "READ" and ch.whole:
-            reads.append((ch, issue, release))
+            reads.append((ch, issue, release, k))
             continue
         if reads:
             out.append(_reads(reads, chip, index))
@@ -96,12 +183,12 @@ def _compile(plan: Plan, chip) -> list:
         if step == BOTH and issue is not None and _plain(ch):
             fn = _direct(ch, issue)
         elif step == BOTH:
-            fn = _both(_read(ch, issue), _commit(ch, issue))
+            fn = _both(_read(ch, issue), _commit(ch, issue, plan))
         elif step == READ:
             fn = _first(_read(ch, issue), cells.setdefault(c, [None]))
         else:
-            fn = _second(_commit(ch, issue), cells.pop(c))
-        out.append((fn, release))
+            fn = _second(_commit(ch, issue, plan), cells.pop(c))
+        out.append((fn, release, k, k))
     if reads:
         out.append(_reads(reads, chip, index))
     return out
@@ -111,11 +198,11 @@ def _reads(reads: list, chip, index: dict[str, int]) -> tuple:
     """A run of READ steps with nothing between them as one step: SRAM does not change within the run, so one
     gather of all their rows from the SRAM block copies what each READ would; each then commits its own."""
     if len(reads) == 1:
-        ch, issue, release = reads[0]
-        return _direct(ch, issue), release
+        ch, issue, release, k = reads[0]
+        return _direct(ch, issue), release, k, k
     commit = reads[0][0].batch.op.commit
     rows, members, release, at = [], [], [], 0
-    for ch, issue, dropped in reads:
+    for ch, issue, dropped, _ in reads:
         addr = issue.args["addr"]
         addr = np.arange(addr.start, addr.stop) if isinstance(addr, slice) else np.asarray(addr)
         rows.append(index[ch.batch.slice] * chip.mem_addresses + addr)
@@ -128,7 +215,7 @@ def _reads(reads: list, chip, index: dict[str, int]) -> tuple:
         values = st.mem.rows.take(rows, axis=0)
         for i, issue, lo, hi in members:
             store.outs[i] = commit(st, issue, values[lo:hi])
-    return fn, release
+    return fn, release, reads[0][3], reads[-1][3]
 
 
 def _plain(ch: Chunk) -> bool:
@@ -197,15 +284,21 @@ def _read(ch: Chunk, issue):
     return lambda st, store: read(st, issue, [f(store) for f in fetches])
 
 
-def _commit(ch: Chunk, issue):
+def _commit(ch: Chunk, issue, plan: Plan):
     """The commit step of a chunk: (state, store, payload) -> None, keeping what it emits in the store."""
     b = ch.batch
     commit, whole, i = b.op.commit, ch.whole, b.id
     if b.op.name in _ONE_BY_ONE:
         issues = ch.vector_issues()
 
+        scatter = b.op.name == "SCATTER"
+
         def vector_by_vector(st, store, payloads):
             for one, p in zip(issues, payloads, strict=True):
+                if scatter:  # the SRAM is kept for the next run, which puts these rows back
+                    rows = plan.memory.log_scatter(one.slice, p[0])
+                    if plan.fold and not plan.fold.allowed[rows].all():
+                        raise _Misguessed
                 commit(st, one, p)
         return vector_by_vector
     typed = b.op.unit == "VXM" or b.op.name == "SEND"  # the latch value, the vector on the link

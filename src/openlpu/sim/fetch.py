@@ -1,7 +1,8 @@
 """Where the inputs of a chunk of vectors come from: values other batches committed, fetched with numpy.
 
 Built once per program by openlpu.sim.plan from the statically resolved reads, called at every run with
-the `Store` of committed values. A stream read takes byte planes (a vector of width w reads w streams,
+the `Store` of committed values. `reads()` says which vectors a fetch takes: [(writer batch, its rows,
+positions in the read)]. A stream read takes byte planes (a vector of width w reads w streams,
 each plane possibly from another writer, as `ChipState.read` assembles them); a latch or link read
 takes the writer's payload as it is, with its own dtype.
 """
@@ -46,6 +47,9 @@ def _rows(rows: np.ndarray):
     return rows
 
 
+ALL = slice(None)  # every vector of a read
+
+
 class Zero:
     """Nothing reached the reader: zeros."""
 
@@ -57,6 +61,9 @@ class Zero:
     def __call__(self, store: Store) -> np.ndarray:
         return np.zeros(self.shape, self.dtype)
 
+    def reads(self) -> list:
+        return []
+
 
 class Rows:
     """Whole elements of one output group of one batch (the common case: a stream read as written)."""
@@ -67,6 +74,9 @@ class Rows:
     def __call__(self, store: Store) -> np.ndarray:
         a = store.outs[self.batch][self.group][self.rows]
         return a if self.view is None else a.view(self.view)
+
+    def reads(self) -> list:
+        return [(self.batch, self.rows, ALL)]
 
 
 class Planes:
@@ -82,6 +92,9 @@ class Planes:
             return planes[..., 0].view(self.dtype)
         return np.ascontiguousarray(planes).view(self.dtype)[..., 0]
 
+    def reads(self) -> list:
+        return [(self.batch, self.rows, ALL)]
+
 
 class Assembled:
     """Any mix: byte plane by byte plane, vector by vector, from several writers (zeros where none)."""
@@ -96,6 +109,9 @@ class Assembled:
             out[at, :, plane] = _bytes(store.outs[batch][group])[rows, :, src_plane]
         return out.view(self.dtype)[..., 0]
 
+    def reads(self) -> list:
+        return [(batch, rows, at) for batch, _, _, _, rows, at in self.pieces]
+
 
 class Stacked:
     """Each byte plane whole from one byte-wide output group (a value read from SRAM, a plane a slice)."""
@@ -108,6 +124,9 @@ class Stacked:
         outs = store.outs
         return np.stack([outs[b][g][rows] for b, g, rows in self.planes], axis=-1).view(self.dtype)[..., 0]
 
+    def reads(self) -> list:
+        return [(b, rows, ALL) for b, _, rows in self.planes]
+
 
 class Typed:
     """Payload rows of one batch (an ALU latch, a C2C link), in the dtype they were computed in."""
@@ -117,6 +136,9 @@ class Typed:
 
     def __call__(self, store: Store) -> np.ndarray:
         return store.typed[self.batch][self.rows]
+
+    def reads(self) -> list:
+        return [(self.batch, self.rows, ALL)]
 
 
 class TypedAssembled:
@@ -132,6 +154,9 @@ class TypedAssembled:
             out[at] = store.typed[batch][rows]
         return out
 
+    def reads(self) -> list:
+        return self.pieces
+
 
 class PerVector:
     """Payloads of different dtypes: no one array holds them, so the reader runs vector by vector."""
@@ -144,6 +169,9 @@ class PerVector:
     def one(self, store: Store, j: int) -> np.ndarray:
         s = self.each[j]
         return self.zero if s is None else store.typed[s[0]][s[1]]
+
+    def reads(self) -> list:
+        return [(s[0], s[1], j) for j, s in enumerate(self.each) if s is not None]
 
 
 def typed_dtype(b) -> np.dtype:

@@ -95,6 +95,8 @@ class Plan:
     error: object = None  # a UserError the exact executor would raise first, or None
     verified: bool = False
     compiled: list | None = None  # the steps as functions, made by the executor on first use
+    memory: object = None  # the SRAM kept between runs (openlpu.sim.memory.Memory), made on first use
+    fold: object = None  # what later runs skip (openlpu.sim.fold.Fold); False: never for this program
 
 
 class _Events:
@@ -148,6 +150,12 @@ class _Locs:
     def __init__(self, program: Program, bs: list[Batch], vs: _Vectors):
         chip = program.chip
         self.dynamic = {b.slice for b in bs if b.op.name in ("GATHER", "SCATTER")}  # addressed by data
+        # the rows READs and WRITEs of those slices touch: a GATHER or SCATTER touches them too
+        rows: dict[str, set] = {s: set() for s in self.dynamic}
+        for b in bs:
+            if b.op.name in ("READ", "WRITE") and b.slice in self.dynamic:
+                rows[b.slice].update(np.atleast_1d(b.args(0, b.n)["addr"]).tolist())
+        self.touched = {s: sorted(r) for s, r in rows.items()}
         latches = max([chip.vxm_alus_per_lane] + [r.index + 1 for b in bs for r, _ in b.ins if r.kind == "alu"])
         cmin = int(min(vs.rc.min(), vs.wc.min()))
         cmax = int(max(vs.rc.max(), vs.wc.max()))
@@ -176,7 +184,7 @@ class _Locs:
 
     def mem(self, slice_: str, addr) -> np.ndarray:
         base = self.mem0 + self.slice_index[slice_] * (self.A + 1)
-        return base + (self.A if addr is None or slice_ in self.dynamic else np.asarray(addr))
+        return base + (self.A if addr is None else np.asarray(addr))
 
     def buf(self, plane: int) -> int:
         return self.buf0 + plane
@@ -206,7 +214,9 @@ def _mem_rw(b, a, L):
 
 
 def _mem_dynamic(b, a, L):
-    return [(b.op.name == "SCATTER", L.mem(b.slice, None))]
+    """All of the slice: one location for it, and one per row that READs and WRITEs touch."""
+    write = b.op.name == "SCATTER"
+    return [(write, L.mem(b.slice, None))] + [(write, loc) for loc in L.mem(b.slice, L.touched[b.slice]).tolist()]
 
 
 def _iw(b, a, L):
@@ -243,11 +253,13 @@ def build(program: Program) -> Plan:
         return Plan(bs, [], [], [], 0, 0, {})
     vs = _Vectors(bs)
     locs = _Locs(program, bs, vs)
-    events, stream_reads, acc_checks, touches = _record(bs, vs, locs)
+    events, starts, acc_checks, touches = _record(bs, vs, locs)
+    stream_reads = starts[0]
     loc, key, write, vec, grp, plane = events.arrays(vs, locs)
     before, after = _neighbours(loc, key, write)
     pairs, errors = _links(bs, vs, chip)
     errors += _acc_errors(bs, vs, acc_checks, before, vec)
+    before, seen = _through_sram(bs, before, write, starts)
     state = loc >= locs.mem0  # ChipState locations; below them streams and latches, resolved statically
     edges = _Edges()
     raw = ~write & (before >= 0)
@@ -282,8 +294,9 @@ def build(program: Program) -> Plan:
         if b.op.unit != "ICU":  # as the exact executor counts: occupancy does not depend on what REPEAT steps
             busy[b.op.unit] = busy.get(b.op.unit, 0) + b.op.occupancy(b.base) * b.n
     error = min(errors, key=lambda e: e[0])[1] if errors else None
-    steps = _fuse(steps, chunks, touches)
-    return Plan(bs, chunks, steps, _releases(steps, chunks), len(vs.batch), int(vs.wc.max()) + chip.superlanes,
+    unused = _unused(bs, set(vs.batch[vec[seen]].tolist()), chunks, program)
+    steps = _fuse([s for s in steps if chunks[s[0]].batch.id not in unused], chunks, touches)
+    return Plan(bs, chunks, steps, releases(steps, chunks), len(vs.batch), int(vs.wc.max()) + chip.superlanes,
                 busy, error)
 
 
@@ -303,6 +316,8 @@ def _record(bs: list[Batch], vs: _Vectors, locs: _Locs):
     """Every read and write of every vector, with the starts of the reads the fetches and checks need."""
     ev = _Events()
     stream_reads: dict[tuple[int, int], int] = {}  # (batch, input) -> its first event (byte planes major)
+    stream_writes: dict[tuple[int, int], int] = {}  # (batch, output) -> its first event
+    mem: dict[int, int] = {}  # READ or WRITE batch -> its first SRAM event
     acc_checks: dict[int, dict] = {}  # ACC batch -> first event of its reads of the weights and buffers
     touches: list[tuple[bool, bool]] = []  # per batch: does it read, does it write ChipState locations
     for b in bs:
@@ -314,6 +329,7 @@ def _record(bs: list[Batch], vs: _Vectors, locs: _Locs):
                 for p in range(nx.width(dt)):
                     ev.add_stream(ref.kind, ref.index + p, False, b, i, p)
         for o, (ref, dt) in enumerate(b.outs):
+            stream_writes[b.id, o] = ev.size
             for p in range(nx.width(dt)):
                 ev.add_stream(ref.kind, ref.index + p, True, b, o, p)
         if b.op.unit == "VXM":
@@ -324,7 +340,61 @@ def _record(bs: list[Batch], vs: _Vectors, locs: _Locs):
             start = ev.add(loc, write, b)
             if b.op.name == "ACC" and not write:
                 acc_checks.setdefault(b.id, {})["kernel" if np.ndim(loc) == 0 else "act"] = start
-    return ev, stream_reads, acc_checks, touches
+            if b.op.name in ("READ", "WRITE"):
+                mem[b.id] = start
+    return ev, (stream_reads, stream_writes, mem), acc_checks, touches
+
+
+def _through_sram(bs: list[Batch], before: np.ndarray, write: np.ndarray, starts) -> tuple[np.ndarray, np.ndarray]:
+    """`before` with every read of a value that went through SRAM (a WRITE, then a READ of the row with no
+    other write between them) seeing the value the WRITE took from its stream instead: the same bytes,
+    without the round trip. Also the SRAM events of the WRITEs whose rows a READ may still read from SRAM
+    (a SCATTER came between)."""
+    stream_reads, stream_writes, mem = starts
+    through = np.full(len(before), -1)  # a WRITE's SRAM event -> the event its value came from
+    by_write = np.zeros(len(before), bool)
+    for b in bs:
+        if b.op.name == "WRITE":
+            through[mem[b.id]:mem[b.id] + b.n] = before[stream_reads[b.id, 0]:stream_reads[b.id, 0] + b.n]
+            by_write[mem[b.id]:mem[b.id] + b.n] = True
+    alias = np.arange(len(before))
+    aliased = np.zeros(len(before), bool)  # a READ's stream event whose row a WRITE wrote
+    scattered = []  # the SCATTER events READs see
+    for b in bs:
+        if b.op.name == "READ":
+            written = before[mem[b.id]:mem[b.id] + b.n]
+            has = written >= 0
+            scattered.append(written[has][~by_write[written[has]]])
+            has[has] = by_write[written[has]]
+            out = stream_writes[b.id, 0]
+            alias[out:out + b.n][has] = through[written[has]]
+            aliased[out:out + b.n] = has
+    # the WRITEs such a READ may still see: the last one before the SCATTERs (which may not write its row)
+    kept = before[np.concatenate([np.zeros(0, np.int64), *scattered])]
+    while len(kept := kept[kept >= 0]) and not by_write[kept].all():
+        kept = np.where(by_write[kept], kept, before[kept])
+    seen = before.copy()
+    at = np.flatnonzero(~write & (seen >= 0))
+    at = at[aliased[seen[at]]]
+    while len(at):  # a value can go through SRAM more than once
+        seen[at] = alias[seen[at]]
+        at = at[seen[at] >= 0]
+        at = at[aliased[seen[at]]]
+    return seen, np.unique(kept)
+
+
+def _unused(bs: list[Batch], seen: set[int], chunks: list[Chunk], program: Program) -> set[int]:
+    """READs nobody reads any more, and WRITEs that no READ sees in SRAM (`seen` are those some do), of
+    rows no output holds, in slices no GATHER reads: what they did is resolved statically (_through_sram)."""
+    read = {w for ch in chunks for f in (*ch.fetches, ch.link) for w in getattr(f, "sources", ())}
+    gathered = {b.slice for b in bs if b.op.name == "GATHER"}
+    outputs = {s: np.zeros(program.chip.mem_addresses, bool) for s in program.chip.floorplan}
+    for t in program.tensors.values():
+        for s in t.slices if t.output else ():
+            outputs[s][t.addr:t.addr + t.rows] = True
+    return {b.id for b in bs if (b.op.name == "READ" and b.id not in read) or (
+        b.op.name == "WRITE" and b.id not in seen and b.slice not in gathered
+        and not outputs[b.slice][b.args(0, b.n)["addr"]].any())}
 
 
 class _Edges:
@@ -477,7 +547,7 @@ def _fuse(order, chunks, touches) -> list[tuple[int, int]]:
     return out
 
 
-def _releases(order, chunks) -> list[list[int]]:
+def releases(order, chunks) -> list[list[int]]:
     """After which step each batch's values can be dropped: its last reader's step (or its own commit)."""
     last: dict[int, int] = {}
     for k, (c, step) in enumerate(order):

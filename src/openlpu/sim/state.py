@@ -57,7 +57,8 @@ class Sram(dict):
 class ChipState:
     PRUNE_EVERY = 1 << 14
 
-    def __init__(self, program: Program):
+    def __init__(self, program: Program, sram: Sram | None = None):
+        """`sram`: SRAM that already holds the program's tensors (openlpu.sim.memory); by default they are stored."""
         chip = program.chip
         self.chip = chip
         self.lanes = chip.lanes
@@ -66,7 +67,7 @@ class ChipState:
         self.lines: list[list[dict[int, np.ndarray]]] = [
             [{} for _ in range(chip.streams_per_direction)] for _ in range(2)
         ]
-        self.mem = Sram(chip)
+        self.mem = Sram(chip) if sram is None else sram
         self.mxm = [Plane(chip) for _ in range(chip.mxm_planes)]
         self.alu: dict[int, np.ndarray] = {}
         self.links: dict[int, deque] = {}
@@ -74,7 +75,7 @@ class ChipState:
         self.config: dict[str, str] = {}
         self.maps = {k: np.asarray(v, dtype=np.int64) for k, v in program.maps.items()}
         self.writes = 0
-        for t in program.tensors.values():
+        for t in program.tensors.values() if sram is None else ():
             # SRAM starts zeroed; storing a zeros tensor could wipe another's data where the compiler reuses space
             if t.init != "zeros" or t.name in program.values:
                 self.store_tensor(t, program.initial_value(t))
