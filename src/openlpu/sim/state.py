@@ -9,6 +9,7 @@ pruned, so memory does not grow with cycles.
 
 from __future__ import annotations
 
+import mmap
 from collections import deque
 
 import numpy as np
@@ -45,7 +46,11 @@ class Sram(dict):
 
     def __init__(self, chip):
         index = Sram.index(chip)
-        block = np.zeros((len(index), chip.mem_addresses, chip.lanes), np.uint8)
+        shape = (len(index), chip.mem_addresses, chip.lanes)
+        # an anonymous map, not np.zeros: numpy asks for huge pages on large arrays, and a 2 MiB page per
+        # touched row made every program's SRAM image ~200 MB however few rows it uses (8 chips x 30 layers
+        # of tensor-parallel programs would not fit the host)
+        block = np.frombuffer(mmap.mmap(-1, int(np.prod(shape))), np.uint8).reshape(shape)
         self.rows = block.reshape(-1, chip.lanes)
         super().__init__((name, block[i]) for name, i in index.items())
 
