@@ -134,4 +134,4 @@ def test_bad_splits_are_one_sentence(tiny):
     with pytest.raises(UserError, match="4 query heads: tensor parallelism splits it over 1 to 4 chips, not 8"):
         LpuEngine(tiny, chips=8, parallel="tensor")
     with pytest.raises(UserError, match=r"split 2 ways puts .* on chip 0, more than its .* SRAM: use more chips"):
-        LpuEngine(tiny, "fp16", chip="tsp-mini", executor="reference", chips=2, parallel="tensor").step(1, 8192)
+        LpuEngine(tiny, "fp16", chip="tsp-mini", executor="reference", chips=2, parallel="tensor").step(1, 512)

@@ -69,9 +69,8 @@ def build_step(engine: LpuEngine, shards: list[Shard], tokens: int, cache_len: i
     if engine.executor != "reference":
         for seg in built:
             seg.compiled = [compile(g, engine.chip, check=False) for g in seg.graphs]
-        transient = [max(cp.sram_bytes - _resident_bytes(cp.graph) for seg in built
-                         for cp in seg.compiled[r:r + 1]) for r in range(len(shards))]
-        _check_fits(engine, resident, max(transient))
+        transient = max(cp.sram_bytes - _resident_bytes(cp.graph) for seg in built for cp in seg.compiled)
+        _check_fits(engine, resident, transient)
     plan = _plan_allreduce(engine, len(shards), tokens)
     return TensorStep(tokens, cache_len, built, plan, time.perf_counter() - t0)
 
