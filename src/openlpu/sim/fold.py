@@ -120,10 +120,9 @@ def analyse(plan: Plan, program, memory, variable: frozenset[str]) -> Fold:
             rows = _rows(memory.index[b.slice] * A, a["addr"])
             sram[rows], writer[rows] = t, c
         elif name == "SCATTER":
+            # it may write any allowed row, or not: the rows keep their last writer (a SCATTER always runs)
             base = memory.index[b.slice] * A
-            rows = base + np.flatnonzero(allowed[base:base + A])
-            sram[rows] |= t.any()
-            writer[rows] = c
+            sram[base + np.flatnonzero(allowed[base:base + A])] |= t.any()
         elif name == "LW":
             rows = np.add.outer(a["row"], np.arange(a["count"]))
             buf[u][rows] = t[:, None] if rows.ndim == 2 else t.any()
