@@ -206,7 +206,7 @@ def make_stream_fetch(res: Resolution, start: int, n: int, lo: int, hi: int, dty
         for c in np.unique(code[valid[p]]).tolist():
             at = np.flatnonzero(valid[p] & (code == c))
             b = res.batches[int(wb[p][at[0]])]
-            pieces.append((b.id, int(so[p][at[0]]), int(sp[p][at[0]]), p, sv[p][at] - b.v0, at))
+            pieces.append((b.id, int(so[p][at[0]]), int(sp[p][at[0]]), p, _rows(sv[p][at] - b.v0), _rows(at)))
     return Assembled(m, dtype, lanes, pieces)
 
 
@@ -263,7 +263,7 @@ def make_typed_fetch(res: Resolution, sv: np.ndarray, dtype: str, lanes: int):
     pieces = []
     for b in writers:
         at = np.flatnonzero(wb == b)
-        pieces.append((b, sv[at] - res.batches[b].v0, at))
+        pieces.append((b, _rows(sv[at] - res.batches[b].v0), _rows(at)))
     return TypedAssembled(len(sv), dtypes.pop(), lanes, pieces)
 
 
