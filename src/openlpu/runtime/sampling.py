@@ -4,9 +4,10 @@ The chip chooses the tokens (models/sampling_graph.py): temperature 0 is greedy 
 on ties); otherwise the step program draws from softmax(logits / temperature) by the Gumbel-max trick, with
 noise the host draws from a numpy generator seeded by `seed` (one row per token), so the same seed gives the
 same completion on every executor. With top_p below 1 only the nucleus may be drawn: the most likely tokens
-whose probabilities first reach `top_p` together (the chip keeps ties of its last token, on a grid of 2^-16
-in logits / temperature). Generation ends at a stop token of the model, at the first of up to four stop
-strings to appear in full (the answer ends before it), or after `max_tokens` tokens.
+whose probabilities first reach `top_p` together (the chip also keeps any token less than 2^-14 below the
+last of them in logits / temperature: its threshold moves on that grid). Generation ends at a stop token of
+the model, at the first of up to four stop strings to appear in full (the answer ends before it), or after
+`max_tokens` tokens.
 """
 
 from __future__ import annotations
