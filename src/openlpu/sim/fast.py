@@ -48,12 +48,12 @@ def run(program: Program, check: bool = True) -> RunResult:
         running = {plan.chunks[c].batch.id: plan.chunks[c].batch for c, _ in plan.steps}
         plan.memory, plan.fold = Memory(program, list(running.values())), None
     sram, changed = plan.memory.start(program)
-    before = plan.fold
-    if before and not set(changed) <= before.variable:
+    previous = plan.fold
+    if previous and not set(changed) <= previous.variable:
         plan.fold = None  # a value taken as the same at every run changed: what the fold kept is stale
     try:
         if plan.fold is None and not first:
-            variable = frozenset(changed) | (before.variable if before else frozenset())
+            variable = frozenset(changed) | (previous.variable if previous else frozenset())
             with _gc_paused():
                 plan.fold = analyse(plan, program, plan.memory, variable)
         st = ChipState(program, sram)
@@ -102,17 +102,11 @@ def _seed(plan: Plan, st: ChipState) -> None:
     steps = [k for k, (c, _) in enumerate(plan.steps) if fold.running[c]]
     with _gc_paused():
         compiled = _compile(plan, st.chip, steps, releases([plan.steps[k] for k in steps], plan.chunks))
-    out = []
-    installs = sorted(fold.installs)
-    for entry in compiled:
-        while installs and installs[0] < entry[2]:
-            k = installs.pop(0)
-            out.append((_install(plan.chunks[plan.steps[k][0]].batch.unit, *fold.kernels[k]), [], k, k))
-        if entry[2] in fold.buffers:
-            out.append((_put_back(fold.buffers[entry[2]]), [], entry[2], entry[2]))
-        out.append(entry)
-    out += [(_install(plan.chunks[plan.steps[k][0]].batch.unit, *fold.kernels[k]), [], k, k) for k in installs]
-    fold.compiled, fold.seeded = out, True
+    extra = [(k, _install(plan.chunks[plan.steps[k][0]].batch.unit, *fold.kernels[k])) for k in fold.installs]
+    extra += [(k, _put_back(buffers)) for k, buffers in fold.buffers.items()]
+    # in step order; a buffer put back goes before the IW that reads it
+    entries = [(e[2], 1, e) for e in compiled] + [(k, 0, (fn, [], k, k)) for k, fn in extra]
+    fold.compiled, fold.seeded = [e for _, _, e in sorted(entries, key=lambda x: x[:2])], True
 
 
 def _kept(plan: Plan) -> Store:
