@@ -133,5 +133,6 @@ def test_bad_splits_are_one_sentence(tiny):
         LpuEngine(tiny, parallel="data")
     with pytest.raises(UserError, match="4 query heads: tensor parallelism splits it over 1 to 4 chips, not 8"):
         LpuEngine(tiny, chips=8, parallel="tensor")
-    with pytest.raises(UserError, match=r"split 2 ways puts .* on chip 0, more than its .* SRAM: use more chips"):
+    with pytest.raises(UserError, match=r"split 2 ways puts .* of weights, cache and instructions .* on chip 0, "
+                                         r"more than its .* SRAM: use more chips"):
         LpuEngine(tiny, "fp16", chip="tsp-mini", executor="reference", chips=2, parallel="tensor").step(1, 512)

@@ -69,6 +69,8 @@ def build_step(engine: LpuEngine, shards: list[Shard], tokens: int, cache_len: i
     if engine.executor != "reference":
         for seg in built:
             seg.compiled = [compile(g, engine.chip, check=False) for g in seg.graphs]
+            for r, cp in enumerate(seg.compiled):  # every segment's instructions stay in SRAM too
+                resident[r] += cp.program.instructions() * engine.chip.instruction_bytes
         transient = max(cp.sram_bytes - _resident_bytes(cp.graph) for seg in built for cp in seg.compiled)
         _check_fits(engine, resident, transient)
     plan = _plan_allreduce(engine, len(shards), tokens)
@@ -82,13 +84,14 @@ def _resident_bytes(graph: Graph) -> int:
 
 
 def _check_fits(engine: LpuEngine, resident: list[int], transient: int) -> None:
-    """Every segment's weights and cache stay in a chip's SRAM together; one segment's activations at a time."""
+    """Every segment's weights, cache and instructions stay in a chip's SRAM together; one segment's activations
+    at a time."""
     worst = int(np.argmax(resident))
     if resident[worst] + transient > engine.chip.sram_bytes:
         c, ways = engine.model.config, len(resident)
         raise UserError(f"{c.name} at {engine.numerics} split {ways} ways puts {resident[worst] / 2**20:,.0f} MiB of "
-                        f"weights and cache (plus {transient / 2**20:,.0f} MiB of activations) on chip {worst}, more "
-                        f"than its {engine.chip.sram_bytes / 2**20:,.0f} MiB of SRAM: use more chips or "
+                        f"weights, cache and instructions (plus {transient / 2**20:,.0f} MiB of activations) on chip "
+                        f"{worst}, more than its {engine.chip.sram_bytes / 2**20:,.0f} MiB of SRAM: use more chips or "
                         "--numerics int8.")
 
 
