@@ -1,10 +1,12 @@
 """SRAM reuse: dead tensors' space serves later ones, never while a value in it is still to be read."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from openlpu.chip.spec import get_chip
-from openlpu.compiler.alloc import FRESH, SramAllocator
+from openlpu.compiler.alloc import FRESH, SramAllocator, SramFull
 from openlpu.compiler.compile import compile
 from openlpu.compiler.graph import Graph
 from openlpu.errors import UserError
@@ -116,3 +118,18 @@ def test_weights_filling_three_quarters_of_sram_fit_when_stored_once():
     xv = rng.integers(-127, 128, (8, 64)).astype(np.int8)
     assert _same_bits(compiled.run({"x": xv}, executor="fast").outputs["y"],
                       g.evaluate({"x": xv}, lanes=MINI.lanes)["y"])
+
+
+def test_a_program_s_instructions_count_against_its_sram():
+    """The instructions are fetched from SRAM (IFETCH), so a program whose tensors fit can still be too big."""
+    g = Graph()
+    x = g.input("x", (4, 300), "fp32")
+    y = x
+    for _ in range(6):
+        y = g.add(g.mul(y, 1.5), x)
+    g.output("y", y)
+    fits = compile(g, "tsp-mini")
+    assert fits.program.instructions() * get_chip("tsp-mini").instruction_bytes + fits.sram_bytes < 2**19
+    wide = dataclasses.replace(get_chip("tsp-mini"), instruction_bytes=2560, ifetch_bytes=2560)  # 220 x 2.5 KiB
+    with pytest.raises(SramFull, match=r"its 220 instructions \(0.54 MiB\) exceed tsp-mini's 0.50 MiB of SRAM"):
+        compile(g, wide)

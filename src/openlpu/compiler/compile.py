@@ -16,7 +16,7 @@ from openlpu.chip.builder import Builder
 from openlpu.chip.operands import Ref
 from openlpu.chip.program import Instr, Program, Tensor
 from openlpu.chip.spec import ChipSpec, get_chip
-from openlpu.compiler.alloc import SramAllocator
+from openlpu.compiler.alloc import SramAllocator, SramFull
 from openlpu.compiler.graph import (
     ELEMENTWISE,
     Graph,
@@ -359,12 +359,18 @@ def compile(graph: Graph, chip: ChipSpec | str = "tsp-v1", check: bool = True,  
             declare(program, placed[node], output=True)
     program = ctx.builder.build()
     _insert_ifetch(program)
+    # the instructions are fetched from SRAM too (IFETCH): they and the tensors must fit together
+    data, code = ctx.alloc.footprint_bytes(), program.instructions() * chip.instruction_bytes
+    if data + code > chip.sram_bytes:
+        raise SramFull(f"the program's tensors ({data / 2**20:,.2f} MiB) and its {program.instructions():,} "
+                       f"instructions ({code / 2**20:,.2f} MiB) exceed {chip.name}'s {chip.sram_bytes / 2**20:,.2f} "
+                       "MiB of SRAM: split the graph into smaller programs.")
     if check:
         verify(program)
     by_name = {n.name: p for n, p in placed.items() if n.op == "input"}
     by_name.update({name: placed[n] for name, n in graph.outputs.items()})
     end = max((i.cycle for q in program.queues.values() for i in q), default=0)
-    return Compiled(graph, program, by_name, end, ctx.matmuls, spans, ctx.alloc.footprint_bytes(), regions)
+    return Compiled(graph, program, by_name, end, ctx.matmuls, spans, data, regions)
 
 
 def pin_states(graph: Graph, chip: ChipSpec | str, rows: int) -> dict[str, Part]:
