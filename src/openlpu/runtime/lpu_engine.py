@@ -7,7 +7,8 @@ Gumbel-max sample from noise the host draws with the request's seed, within the 
 models/sampling_graph.py; of the prompt's steps only the last, which gives the first token, samples).
 Stop tokens and stop strings end the answer.
 Over several chips each step is a pipeline of stages (layer ranges) that hand the residual stream on over
-scheduled links. The KV cache lives in the chip's SRAM (state tensors of the step programs, padded to a
+scheduled links, or, with `parallel="tensor"`, every layer split over the chips with two all-reduces a layer
+(runtime/tensor_parallel.py). The KV cache lives in the chip's SRAM (state tensors of the step programs, padded to a
 bucket of `cache_bucket` slots): a step receives the embeddings, the position and the RoPE tables and mask
 that follow from it, and writes its tokens' keys and values into the cache itself. One program is compiled
 per (tokens, cache bucket) and reused with new inputs; its cycles are known at compile time and the run
