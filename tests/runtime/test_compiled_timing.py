@@ -80,3 +80,17 @@ def test_warming_reports_each_step_program_shortest_cache_first(timing):
 def test_an_empty_prefill_is_refused(timing):
     with pytest.raises(UserError, match="prefill of 0 tokens"):
         timing.prefill_seconds(0)
+
+
+def test_a_sampled_request_is_timed_by_its_sampling_programs(tiny, timing):
+    """Top-p adds a nucleus search to the step that chooses a token: the served seconds include it, for the
+    prompt's last step and every decode step, as the engine's own compiled run of the same request does."""
+    params = SamplingParams(temperature=0.8, top_p=0.9, seed=1, max_tokens=3)
+    engine = LpuEngine(tiny, "int8", executor="fast", cache_bucket=BUCKET, prefill_tokens=PREFILL, cache_slots=SLOTS)
+    sampled = engine.generate(PROMPT, 3, tiny.tokenizer.stop_ids, params)
+    served = ReferenceEngine(tiny, timing, cache_bucket=BUCKET, prefill_tokens=PREFILL)
+    events = list(served.generate(0, PROMPT, params))
+    assert [e.token_id for e in events] == sampled.token_ids
+    assert [e.lpu_s for e in events] == [sampled.ttft_s] + [s.cycles / TSP_V1.clock_hz for s in sampled.decode]
+    assert timing.decode_seconds(len(PROMPT) + 1, "nucleus") > timing.decode_seconds(len(PROMPT) + 1)
+    assert "1x8 nucleus" in timing.compiled()

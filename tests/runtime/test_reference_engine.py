@@ -18,10 +18,10 @@ class RecordingTiming:
     kind: str = "test"
     source: str = "the arguments"
 
-    def prefill_seconds(self, prompt_tokens):
+    def prefill_seconds(self, prompt_tokens, sampling="greedy"):
         return 1000.0 + prompt_tokens
 
-    def decode_seconds(self, context):
+    def decode_seconds(self, context, sampling="greedy"):
         return float(context)
 
 

@@ -32,8 +32,8 @@ class SlowTiming:
     kind: str = "test"
     source: str = "a fixed step time"
 
-    def prefill_seconds(self, prompt_tokens):
+    def prefill_seconds(self, prompt_tokens, sampling="greedy"):
         return self.step_s
 
-    def decode_seconds(self, context):
+    def decode_seconds(self, context, sampling="greedy"):
         return self.step_s

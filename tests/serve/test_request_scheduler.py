@@ -16,10 +16,10 @@ PREFILL, DECODE = 1.0, 0.5
 class FakeTiming:
     kind = "test"
 
-    def prefill_seconds(self, prompt_tokens):
+    def prefill_seconds(self, prompt_tokens, sampling="greedy"):
         return PREFILL
 
-    def decode_seconds(self, context):
+    def decode_seconds(self, context, sampling="greedy"):
         return DECODE
 
 

@@ -91,9 +91,9 @@ class CompiledTiming:
         self.cache_dir = default_cache_dir() if cache_dir is None else cache_dir
         self._key = hashlib.sha256(json.dumps([_file_digest(model.path), self.numerics, repr(self.chip),
                                                self.cache_slots, _source_digest()]).encode()).hexdigest()
-        self._programs: dict[tuple[int, int], StepProgram] = {}
+        self._programs: dict[tuple[int, int, str], StepProgram] = {}
         self._lock = threading.Lock()
-        self._compiling: dict[tuple[int, int], threading.Lock] = {}  # one lock per shape: each is compiled once
+        self._compiling: dict[tuple[int, int, str], threading.Lock] = {}  # one lock per shape: each compiled once
 
     @property
     def source(self) -> str:
@@ -107,13 +107,15 @@ class CompiledTiming:
         return bucket_of(tokens, self.cache_bucket)
 
     def compiled(self) -> dict[str, int]:
-        """Cycles of the steps known so far, by shape: "1x64" is the decode step against 64 cache slots."""
+        """Cycles of the steps known so far, by shape: "1x64" is the greedy decode step against 64 cache slots,
+        "1x64 nucleus" the one that samples within the top-p nucleus."""
         with self._lock:
-            return {f"{t}x{n}": p.cycles for (t, n), p in sorted(self._programs.items())}
+            return {f"{t}x{n}" + (f" {m}" if m != "greedy" else ""): p.cycles
+                    for (t, n, m), p in sorted(self._programs.items())}
 
-    def step(self, cache_len: int, tokens: int = 1) -> StepProgram:
-        """The step program of this shape: from memory, from disk, or compiled now."""
-        shape = (tokens, cache_len)
+    def step(self, cache_len: int, tokens: int = 1, sampling: str = "greedy") -> StepProgram:
+        """The step program of this shape and sampling mode: from memory, from disk, or compiled now."""
+        shape = (tokens, cache_len, sampling)
         with self._lock:
             if shape in self._programs:
                 return self._programs[shape]
@@ -132,14 +134,16 @@ class CompiledTiming:
         rows = 1 if prompt_tokens == 1 else self.prefill_tokens
         return [(rows, self.bucket(position + rows)) for position in range(0, prompt_tokens, rows)]
 
-    def prefill_seconds(self, prompt_tokens: int) -> float:
+    def prefill_seconds(self, prompt_tokens: int, sampling: str = "greedy") -> float:
+        """The prompt's steps; only the last, whose choice is the first token, samples (as LpuEngine's)."""
         if prompt_tokens < 1:
             raise UserError(f"a prefill of {prompt_tokens} tokens is empty; give a prompt of at least one token")
-        steps = Counter(self.prefill_steps(prompt_tokens))
-        return sum(n * self.step(cache_len, rows).cycles for (rows, cache_len), n in steps.items()) / self.chip.clock_hz
+        *steps, (rows, cache_len) = self.prefill_steps(prompt_tokens)
+        cycles = sum(n * self.step(c, r).cycles for (r, c), n in Counter(steps).items())
+        return (cycles + self.step(cache_len, rows, sampling).cycles) / self.chip.clock_hz
 
-    def decode_seconds(self, context: int) -> float:
-        return self.step(self.bucket(context)).cycles / self.chip.clock_hz
+    def decode_seconds(self, context: int, sampling: str = "greedy") -> float:
+        return self.step(self.bucket(context), 1, sampling).cycles / self.chip.clock_hz
 
     def warm(self, tokens: int, on_step: Callable[[StepProgram, int, int], None] = lambda p, i, n: None) -> None:
         """Make sure the steps of sequences up to `tokens` long are known, shortest cache first."""
@@ -150,19 +154,20 @@ class CompiledTiming:
         for i, (rows, cache_len) in enumerate(order):
             on_step(self.step(cache_len, rows), i + 1, len(order))
 
-    def _path(self, shape: tuple[int, int]) -> Path:
-        return self.cache_dir / f"{self._key[:32]}-{shape[0]}x{shape[1]}.json"
+    def _path(self, shape: tuple[int, int, str]) -> Path:
+        return self.cache_dir / f"{self._key[:32]}-{shape[0]}x{shape[1]}-{shape[2]}.json"
 
-    def _load(self, shape: tuple[int, int]) -> StepProgram | None:
+    def _load(self, shape: tuple[int, int, str]) -> StepProgram | None:
         try:
             return StepProgram(**json.loads(self._path(shape).read_text()))
         except (OSError, ValueError, TypeError):  # not there yet, or unreadable: compile it again
             return None
 
-    def _compile(self, shape: tuple[int, int]) -> StepProgram:
-        tokens, cache_len = shape
+    def _compile(self, shape: tuple[int, int, str]) -> StepProgram:
+        tokens, cache_len, sampling = shape
         start = time.perf_counter()
-        graph = build_step_graph(self.model.config, self.model.weights, self.numerics, tokens, cache_len, self.chip)
+        graph = build_step_graph(self.model.config, self.model.weights, self.numerics, tokens, cache_len, self.chip,
+                                 sampling=sampling)
         slots = region_slots(cache_len, self.cache_bucket, self.cache_slots)
         compiled = compile(graph, self.chip, check=False, states=pin_states(graph, self.chip, slots))
         program = StepProgram(tokens, cache_len, plan_for(compiled.program).cycles, compiled.cycles_scheduled,

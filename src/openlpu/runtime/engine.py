@@ -33,10 +33,11 @@ class LpuTiming(Protocol):
     kind: str
     source: str
 
-    def prefill_seconds(self, prompt_tokens: int) -> float:
-        """Run a prompt of this many tokens and produce the first completion token."""
+    def prefill_seconds(self, prompt_tokens: int, sampling: str = "greedy") -> float:
+        """Run a prompt of this many tokens and produce the first completion token, chosen by `sampling` (the
+        step program's mode: models/sampling_graph.sampling_mode)."""
 
-    def decode_seconds(self, context: int) -> float:
+    def decode_seconds(self, context: int, sampling: str = "greedy") -> float:
         """One decode step whose new token attends to `context` tokens (itself included)."""
 
 

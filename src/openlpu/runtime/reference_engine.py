@@ -21,6 +21,7 @@ from pathlib import Path
 from openlpu.chip.spec import ChipSpec
 from openlpu.errors import UserError
 from openlpu.models.registry import LoadedModel
+from openlpu.models.sampling_graph import sampling_mode
 from openlpu.runtime.detokenize import IncrementalDetokenizer
 from openlpu.runtime.engine import FINISH_LENGTH, FINISH_STOP, Engine, LpuTiming, TokenEvent
 from openlpu.runtime.lpu_engine import LpuEngine
@@ -78,7 +79,8 @@ class ReferenceEngine(Engine):
         detokenizer, stops = IncrementalDetokenizer(tokenizer), StopMatcher(params.stop)
         start = time.perf_counter()
         sequence.prefill(list(prompt), [])
-        lpu_s = self.timing.prefill_seconds(len(prompt))
+        mode = sampling_mode(params.temperature, params.top_p)  # the sampling ops cost cycles too
+        lpu_s = self.timing.prefill_seconds(len(prompt), mode)
         for index in range(budget):
             token = int(sequence.chosen[-1])
             host_s = time.perf_counter() - start
@@ -95,4 +97,4 @@ class ReferenceEngine(Engine):
                 return
             start = time.perf_counter()
             sequence.run([token], 1, [])
-            lpu_s = self.timing.decode_seconds(len(prompt) + index + 1)
+            lpu_s = self.timing.decode_seconds(len(prompt) + index + 1, mode)
