@@ -70,7 +70,7 @@ def add_model_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
                         "(default %(default)s)")
     p.add_argument("--fail-link", action="append", default=[], metavar="A-B",
                    help="break the link between chips A and B of the node (or link id N): the runtime detects the "
-                        "lost flits, re-plans the hand-offs around it and replays (repeat for more)")
+                        "lost flits, re-plans the hand-offs or all-reduces around it and replays (repeat for more)")
     p.add_argument("--temperature", type=float, default=0.0,
                    help="0 is greedy; higher samples more freely, up to 2 (default %(default)s)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling cut (default %(default)s)")
