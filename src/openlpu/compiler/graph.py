@@ -441,6 +441,11 @@ class Graph:
                 users[i].append(n)
         return users
 
+    @property
+    def constant_bytes(self) -> int:
+        """Bytes of the graph's constants (weights, tables) as they are stored."""
+        return sum(n.value.nbytes for n in self.nodes if n.op == "constant")
+
     def evaluate(self, inputs: dict[str, np.ndarray], lanes: int = 320,
                  state: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Run the graph in numpy with the chip's numerics (the MXM's K tile is `lanes` long). State tensors

@@ -8,8 +8,8 @@ models/sampling_graph.py; of the prompt's steps only the last, which gives the f
 Stop tokens and stop strings end the answer.
 Over several chips each step is a pipeline of stages (layer ranges) that hand the residual stream on over
 scheduled links, or, with `parallel="tensor"`, every layer split over the chips with two all-reduces a layer
-(runtime/tensor_parallel.py). The KV cache lives in the chip's SRAM (state tensors of the step programs, padded to a
-bucket of `cache_bucket` slots): a step receives the embeddings, the position and the RoPE tables and mask
+(runtime/tensor_parallel.py). The KV cache lives in the chip's SRAM (state tensors of the step programs, a
+bucket of `cache_bucket` slots in use): a step receives the embeddings, the position and the RoPE tables and mask
 that follow from it, and writes its tokens' keys and values into the cache itself. One program is compiled
 per (tokens, cache bucket) and reused with new inputs; its cycles are known at compile time and the run
 confirms them. Every program pins the cache to the same SRAM regions (`pin_states`, sized for the longest
@@ -265,18 +265,30 @@ class LpuEngine:
         plan = step.handoffs[k]
         moved = execute(plan, {0: np.ascontiguousarray(x).view(np.uint8).reshape(-1)}, self.failed_links)
         if not moved.ok:
-            self.replans.append(moved.detections[0])
-            self.known_failed = tuple(sorted({d.link for d in probe_links(self.topology, self.failed_links)}))
-            for other in self._steps.values():
-                other.handoffs = self._plan_handoffs(other.tokens)
+            self.link_failed(moved.detections[0])
             x, cycles = self.hand_off(step, k, x)
             return x, plan.makespan + cycles
         return moved.received[0].view(np.float32).reshape(x.shape), plan.makespan
 
+    def link_failed(self, detection: MissingArrival) -> None:
+        """A chip missed a flit: probe every link, learn the dead ones and re-plan every kept step's transfers
+        (hand-offs, or tensor parallelism's all-reduces) around them, for the caller to replay."""
+        known = set(self.known_failed)
+        self.replans.append(detection)
+        self.known_failed = tuple(sorted({d.link for d in probe_links(self.topology, self.failed_links)}))
+        if not set(self.known_failed) - known:
+            raise UserError(f"link {detection.link} still loses flits with links {sorted(known)} avoided: repair "
+                            "the links and run again.")
+        for other in self._steps.values():
+            if self.shards:
+                other.allreduce = tensor_parallel.plan_allreduce(self, len(self.shards), other.tokens)
+            else:
+                other.handoffs = self._plan_handoffs(other.tokens)
+
     def _check_fits(self, graphs: list[Graph], k: int) -> None:
         """Stage k's constants alone must fit its chip's SRAM: say so before a long compile finds out."""
         def weights(g: Graph) -> int:
-            return sum(n.value.nbytes for n in g.nodes if n.op == "constant")
+            return g.constant_bytes
 
         if weights(graphs[k]) > self.chip.sram_bytes:
             c, (lo, hi) = self.model.config, self.layers[k]
@@ -458,7 +470,6 @@ class LpuSequence:
         self.sampling, self.mode = sampling, sampling_mode(sampling.temperature, sampling.top_p)
         self.rng = np.random.default_rng(sampling.seed)
         self.chosen = np.zeros(0, np.int32)  # the last step's on-chip choice of each real row's next token
-        self.draws: dict[str, np.ndarray] = {}  # the sampling inputs of the step being run
 
     def _sampling_inputs(self, mode: str, rows: int, real: int) -> dict[str, np.ndarray]:
         """A step's sampling inputs: Gumbel noise for its last real row only, whose choice is the next token
@@ -505,28 +516,29 @@ class LpuSequence:
             self.cache[name] = np.pad(value, ((0, slots - len(value)), (0, 0)))
         x = np.zeros((rows, c.d_model), np.float32)
         x[:len(ids)] = engine.model.weights.token_embd[ids]
-        self.draws = self._sampling_inputs(mode, rows, len(ids))
+        draws = self._sampling_inputs(mode, rows, len(ids))
         end = self.position + len(ids)
         if engine.shards:
-            run = tensor_parallel.run_step(engine, step, engine.shards, self.cache, x, self.position, self.draws)
+            run = tensor_parallel.run_step(engine, step, engine.shards, self.cache, x, self.position, draws)
         else:
-            run = self._pipeline(step, x)
+            run = self._pipeline(step, x, draws)
         outputs, cycles, link_cycles, events = yield from run
         self.position = end
         log.append(StepRun(len(ids), step.cache_len, cycles, link_cycles, tuple(events)))
         self.chosen = outputs["next"][:len(ids), 0]  # the chip's choice of each real row's next token
         return outputs["logits"][:len(ids)]
 
-    def _pipeline(self, step: Step, x: np.ndarray) -> Generator[Span, None, tuple[dict, int, int, list]]:
-        """The stages one after the other, each handing the residual stream to the next over their link, its
-        bytes moved by the network executor; returns the last stage's outputs, the step's cycles, the links'
-        share of them and the trace events."""
+    def _pipeline(self, step: Step, x: np.ndarray, draws: dict[str, np.ndarray]
+                  ) -> Generator[Span, None, tuple[dict, int, int, list]]:
+        """The stages one after the other (the last takes the sampling inputs `draws`), each handing the
+        residual stream to the next over their link, its bytes moved by the network executor; returns the last
+        stage's outputs, the step's cycles, the links' share of them and the trace events."""
         engine = self.engine
         shared = step_inputs(engine.model.config, x, self.position, step.cache_len)
         cycles = link_cycles = 0
         events = []
         for k, stage in enumerate(step.stages):
-            inputs = {**shared, **self.draws, "x": x}
+            inputs = {**shared, **draws, "x": x}
             if stage.compiled is None:
                 outputs = stage.graph.evaluate(inputs, lanes=engine.chip.lanes, state=self.cache)
                 yield f"chip {k}", 0

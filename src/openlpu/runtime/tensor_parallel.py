@@ -27,7 +27,6 @@ from openlpu.errors import UserError
 from openlpu.models.lpu_graph import step_inputs
 from openlpu.models.tp_graph import Shard, build_segment_graph, segments
 from openlpu.system.collectives import CollectivePlan, LinkFailure, compile_collective, run
-from openlpu.system.faults import probe_links
 
 if TYPE_CHECKING:  # lpu_engine imports this module
     from openlpu.runtime.lpu_engine import LpuEngine, Span
@@ -73,13 +72,13 @@ def build_step(engine: LpuEngine, shards: list[Shard], tokens: int, cache_len: i
                 resident[r] += cp.program.instructions() * engine.chip.instruction_bytes
         transient = max(cp.sram_bytes - _resident_bytes(cp.graph) for seg in built for cp in seg.compiled)
         _check_fits(engine, resident, transient)
-    plan = _plan_allreduce(engine, len(shards), tokens)
+    plan = plan_allreduce(engine, len(shards), tokens)
     return TensorStep(tokens, cache_len, built, plan, time.perf_counter() - t0)
 
 
 def _resident_bytes(graph: Graph) -> int:
     """Bytes a segment keeps in SRAM for good: its weights and constants, and its part of the KV cache."""
-    return sum(n.value.nbytes for n in graph.nodes if n.op == "constant") + sum(
+    return graph.constant_bytes + sum(
         int(np.prod(n.shape)) * 2 for n in graph.nodes if n.op == "state")
 
 
@@ -95,7 +94,7 @@ def _check_fits(engine: LpuEngine, resident: list[int], transient: int) -> None:
                         "--numerics int8.")
 
 
-def _plan_allreduce(engine: LpuEngine, ways: int, tokens: int) -> CollectivePlan:
+def plan_allreduce(engine: LpuEngine, ways: int, tokens: int) -> CollectivePlan:
     nbytes = tokens * engine.model.config.d_model * 4  # the fp32 partial sums
     return compile_collective("allreduce", engine.topology, nbytes, list(range(ways)),
                               failed_links=engine.known_failed)
@@ -137,7 +136,7 @@ def run_step(engine: LpuEngine, step: TensorStep, shards: list[Shard], cache: di
         yield "chips", max(spent)
         if seg.kind == "head":
             break
-        reduced, latency = _allreduce(engine, step, shards, partials)
+        reduced, latency = _allreduce(engine, step, partials)
         if seg.compiled is not None:
             events += [(track, cycles + start, length) for track, start, length in _link_events(step.allreduce)]
             cycles, link_cycles = cycles + latency, link_cycles + latency
@@ -145,21 +144,14 @@ def run_step(engine: LpuEngine, step: TensorStep, shards: list[Shard], cache: di
     return outputs, cycles, link_cycles, events
 
 
-def _allreduce(engine: LpuEngine, step: TensorStep, shards: list[Shard], partials: list[np.ndarray]
-               ) -> tuple[list[np.ndarray], int]:
+def _allreduce(engine: LpuEngine, step: TensorStep, partials: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
     """Every chip's copy of the sum and the cycles it took, a lost attempt's included (see the module doc)."""
     try:
         return run(step.allreduce, partials, engine.failed_links), step.allreduce.latency
     except LinkFailure as failure:
-        lost, avoided = step.allreduce.latency, set(step.allreduce.schedule.failed_links)
-        engine.replans.append(failure.detections[0])
-        engine.known_failed = tuple(sorted({d.link for d in probe_links(engine.topology, engine.failed_links)}))
-        for other in engine._steps.values():
-            other.allreduce = _plan_allreduce(engine, len(shards), other.tokens)
-        if not set(engine.known_failed) - avoided:
-            raise UserError(f"the all-reduce still loses flits with links {list(engine.known_failed)} avoided: "
-                            "repair the links and run again.") from None
-        sums, cycles = _allreduce(engine, step, shards, partials)
+        lost = step.allreduce.latency
+        engine.link_failed(failure.detections[0])
+        sums, cycles = _allreduce(engine, step, partials)
         return sums, lost + cycles
 
 
