@@ -14,12 +14,7 @@ import numpy as np
 
 from openlpu.chip import numerics as nx
 from openlpu.chip.program import Program
-from openlpu.sim.state import Sram
-
-
-def _stored(t, program: Program) -> bool:
-    """Whether a ChipState stores tensor `t` (a zeros tensor without a value must not wipe what is there)."""
-    return t.init != "zeros" or t.name in program.values
+from openlpu.sim.state import Sram, stored
 
 
 def _same(old: np.ndarray | None, new: np.ndarray | None) -> bool:
@@ -53,7 +48,7 @@ class Memory:
         self.owner = np.full(len(self.sram.rows), -1, np.int32)
         self.plane = np.zeros(len(self.sram.rows), np.int8)
         for i, t in enumerate(self.tensors):
-            if _stored(t, program):
+            if stored(t, program):
                 self._store(t, program)
                 for b, s in enumerate(t.slices):
                     rows = self._rows(s, t.addr, t.rows)
@@ -82,7 +77,7 @@ class Memory:
         """Whether the program still has the tensors this SRAM was made for, each stored or not as then."""
         return (len(program.tensors) == len(self.tensors)
                 and all(a is b for a, b in zip(program.tensors.values(), self.tensors, strict=True))
-                and all((t.name in self.values) == _stored(t, program) for t in self.tensors))
+                and all((t.name in self.values) == stored(t, program) for t in self.tensors))
 
     def start(self, program: Program) -> tuple[Sram, list[str]]:
         """The SRAM the program starts from, and the tensors whose values changed since the last run."""

@@ -259,7 +259,7 @@ def build(program: Program) -> Plan:
     before, after = _neighbours(loc, key, write)
     pairs, errors = _links(bs, vs, chip)
     errors += _acc_errors(bs, vs, acc_checks, before, vec)
-    before, seen = _through_sram(bs, before, write, starts)
+    before, kept_writes = _through_sram(bs, before, write, starts)
     state = loc >= locs.mem0  # ChipState locations; below them streams and latches, resolved statically
     edges = _Edges()
     raw = ~write & (before >= 0)
@@ -294,7 +294,7 @@ def build(program: Program) -> Plan:
         if b.op.unit != "ICU":  # as the exact executor counts: occupancy does not depend on what REPEAT steps
             busy[b.op.unit] = busy.get(b.op.unit, 0) + b.op.occupancy(b.base) * b.n
     error = min(errors, key=lambda e: e[0])[1] if errors else None
-    unused = _unused(bs, set(vs.batch[vec[seen]].tolist()), chunks, program)
+    unused = _unused(bs, set(vs.batch[vec[kept_writes]].tolist()), chunks, program)
     steps = _fuse([s for s in steps if chunks[s[0]].batch.id not in unused], chunks, touches)
     return Plan(bs, chunks, steps, releases(steps, chunks), len(vs.batch), int(vs.wc.max()) + chip.superlanes,
                 busy, error)

@@ -59,6 +59,12 @@ class Sram(dict):
         return {name: i for i, name in enumerate(s for s in chip.floorplan if s.startswith("MEM"))}
 
 
+def stored(t, program: Program) -> bool:
+    """Whether a run starts with tensor `t` stored in SRAM. SRAM starts zeroed; storing a zeros tensor without a
+    value could wipe another's data where the compiler reuses space."""
+    return t.init != "zeros" or t.name in program.values
+
+
 class ChipState:
     PRUNE_EVERY = 1 << 14
 
@@ -81,8 +87,7 @@ class ChipState:
         self.maps = {k: np.asarray(v, dtype=np.int64) for k, v in program.maps.items()}
         self.writes = 0
         for t in program.tensors.values() if sram is None else ():
-            # SRAM starts zeroed; storing a zeros tensor could wipe another's data where the compiler reuses space
-            if t.init != "zeros" or t.name in program.values:
+            if stored(t, program):
                 self.store_tensor(t, program.initial_value(t))
 
     # ---- tensors in SRAM (byte planes in one slice each) ----
