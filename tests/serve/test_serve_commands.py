@@ -40,10 +40,13 @@ def test_serve_starts_on_a_free_port_and_answers(tiny_path, tmp_path):
             except httpx.ConnectError:
                 time.sleep(0.05)
         assert health["slots"] == 3 and health["pace"] == "lpu"
-        # the background warm-up compiles the one step program a 1-token sequence needs, and says so
-        assert proc.stderr.readline().startswith("openlpu serve: step program 1 of 1 ready: 1 x 64 (rows x cache "
-                                                 "slots), ")
-        assert list(httpx.get(info["url"] + "/health").json()["compiled_steps"]) == ["1x64"]
+        # the background warm-up compiles the one step shape a 1-token sequence needs, in each sampling mode,
+        # and says so
+        for i, mode in enumerate(("greedy", "sample", "nucleus")):
+            assert proc.stderr.readline().startswith(f"openlpu serve: step program {i + 1} of 3 ready: 1 x 64 (rows "
+                                                     f"x cache slots) {mode}, ")
+        compiled = httpx.get(info["url"] + "/health").json()["compiled_steps"]
+        assert list(compiled) == ["1x64", "1x64 nucleus", "1x64 sample"]
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -56,8 +56,8 @@ def register(subparsers) -> None:
     p.add_argument("--requests-per-minute", type=int, default=10_000, help="rate limit (default %(default)s)")
     p.add_argument("--tokens-per-minute", type=int, default=10_000_000, help="rate limit (default %(default)s)")
     p.add_argument("--warm-tokens", type=int, default=WARM_TOKENS, metavar="N",
-                   help="compile the step programs of sequences up to N tokens in the background from the start; "
-                        "longer ones compile when a request first needs them (default %(default)s)")
+                   help="compile the step programs of sequences up to N tokens, greedy and sampling, in the background "
+                        "from the start; longer ones compile when a request first needs them (default %(default)s)")
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -102,4 +102,4 @@ def _warm(timing: CompiledTiming, tokens: int) -> None:
 
 def _report(program: StepProgram, done: int, total: int) -> None:
     print(f"openlpu serve: step program {done} of {total} ready: {program.tokens} x {program.cache_len} (rows x cache "
-          f"slots), {program.cycles:,} cycles", file=sys.stderr, flush=True)
+          f"slots) {program.sampling}, {program.cycles:,} cycles", file=sys.stderr, flush=True)

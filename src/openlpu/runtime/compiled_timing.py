@@ -36,6 +36,7 @@ from openlpu.compiler.compile import compile, pin_states
 from openlpu.errors import UserError
 from openlpu.models.lpu_graph import build_step_graph, check_numerics
 from openlpu.models.registry import LoadedModel
+from openlpu.models.sampling_graph import SAMPLING
 from openlpu.runtime.lpu_engine import PREFILL_TOKENS, bucket_of, region_slots
 from openlpu.sim.fast import plan_for
 
@@ -70,6 +71,7 @@ class StepProgram:
 
     tokens: int  # rows of the step: 1 for decode, `prefill_tokens` for a prompt's steps
     cache_len: int
+    sampling: str  # how its `next` chooses a token: one of models/sampling_graph.py's SAMPLING
     cycles: int  # a run's cycles, whatever the data
     cycles_scheduled: int  # the last instruction's issue cycle
     compile_s: float  # host seconds to build, compile and plan it (on the machine that did)
@@ -145,14 +147,17 @@ class CompiledTiming:
     def decode_seconds(self, context: int, sampling: str = "greedy") -> float:
         return self.step(self.bucket(context), 1, sampling).cycles / self.chip.clock_hz
 
-    def warm(self, tokens: int, on_step: Callable[[StepProgram, int, int], None] = lambda p, i, n: None) -> None:
-        """Make sure the steps of sequences up to `tokens` long are known, shortest cache first."""
+    def warm(self, tokens: int, on_step: Callable[[StepProgram, int, int], None] = lambda p, i, n: None,
+             modes: tuple[str, ...] = SAMPLING) -> None:
+        """Make sure the steps of sequences up to `tokens` long are known in each sampling mode, shortest cache
+        first (a request's default temperature of 1 samples, so greedy programs alone would leave it waiting)."""
         tokens = min(tokens, self.model.config.context)
         shapes = {(1, self.bucket(cached)) for cached in range(1, tokens)}  # a decode step leaves at most tokens - 1
         shapes |= set(self.prefill_steps(tokens))
-        order = sorted(shapes, key=lambda shape: (shape[1], shape[0]))
-        for i, (rows, cache_len) in enumerate(order):
-            on_step(self.step(cache_len, rows), i + 1, len(order))
+        order = sorted(((rows, cache_len, mode) for rows, cache_len in shapes for mode in modes),
+                       key=lambda shape: (shape[1], shape[0], SAMPLING.index(shape[2])))
+        for i, (rows, cache_len, mode) in enumerate(order):
+            on_step(self.step(cache_len, rows, mode), i + 1, len(order))
 
     def _path(self, shape: tuple[int, int, str]) -> Path:
         return self.cache_dir / f"{self._key[:32]}-{shape[0]}x{shape[1]}-{shape[2]}.json"
@@ -170,8 +175,8 @@ class CompiledTiming:
                                  sampling=sampling)
         slots = region_slots(cache_len, self.cache_bucket, self.cache_slots)
         compiled = compile(graph, self.chip, check=False, states=pin_states(graph, self.chip, slots))
-        program = StepProgram(tokens, cache_len, plan_for(compiled.program).cycles, compiled.cycles_scheduled,
-                              time.perf_counter() - start)
+        program = StepProgram(tokens, cache_len, sampling, plan_for(compiled.program).cycles,
+                              compiled.cycles_scheduled, time.perf_counter() - start)
         path = self._path(shape)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
