@@ -134,3 +134,18 @@ def test_a_program_s_instructions_count_against_its_sram():
     wide = dataclasses.replace(get_chip("tsp-mini"), instruction_bytes=2560, ifetch_bytes=2560)
     with pytest.raises(SramFull, match=r"its 220 instructions \(0.54 MiB\) exceed tsp-mini's 0.50 MiB of SRAM"):
         compile(g, wide)
+
+
+def test_programs_with_the_same_weights_share_one_host_copy_of_them():
+    # tensor parallelism compiles a program per layer and chip, and their masks and folds are the same bytes:
+    # each program keeps its constants, so equal ones are one read-only array
+    def build(seed):
+        g = Graph()
+        w = g.constant("w", np.random.default_rng(seed).integers(-127, 128, (64, 64)), "int8")
+        g.output("y", g.matmul(g.input("x", (8, 64), "int8"), w))
+        return compile(g, MINI).program.values
+
+    a, b, other = build(0), build(0), build(1)
+    names = [n for n in a if n.startswith("__w")]
+    assert names and all(a[n] is b[n] and not a[n].flags.writeable for n in names)
+    assert not any(a[n] is other[n] for n in names)

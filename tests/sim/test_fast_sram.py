@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 
 from openlpu.chip.asm import assemble, load
+from openlpu.chip.spec import get_chip
+from openlpu.compiler.compile import compile
+from openlpu.compiler.graph import Graph
 from openlpu.sim import exact, fast
 
 
@@ -45,6 +48,28 @@ def test_values_the_executor_keeps_are_read_only(examples_dir):
     program.values["x"] = np.full((8, 320), 2, np.int8)  # a new array is a new value
     assert_same(program)
 
+
+
+
+def test_programs_installing_the_same_weights_keep_one_kernel_for_them():
+    # every layer's program installs the same masks: the kernels later runs put back are shared, not copied
+    def build(seed):
+        g, rng = Graph(), np.random.default_rng(seed)
+        same = g.constant("same", np.random.default_rng(0).integers(-127, 128, (64, 64)), "int8")
+        own = g.constant("own", rng.integers(-127, 128, (64, 64)), "int8")
+        g.output("y", g.matmul(g.cast(g.matmul(g.input("x", (8, 64), "int8"), same), "int8"), own))
+        return g, compile(g, get_chip("tsp-mini"))
+
+    (ga, a), (gb, b) = build(1), build(2)
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        for g, compiled in ((ga, a), (gb, b)):
+            x = rng.integers(-127, 128, (8, 64)).astype(np.int8)
+            got = compiled.run({"x": x}, executor="fast").outputs["y"]
+            assert got.tobytes() == g.evaluate({"x": x}, lanes=compiled.chip.lanes)["y"].tobytes()
+    ka, kb = ([k for _, k in fast.plan_for(c.program).fold.kernels.values()] for c in (a, b))
+    shared = [x is y for x, y in zip(ka, kb, strict=True)]
+    assert ka and shared.count(True) == len(shared) // 2  # the first matmul's, and none of the second's
 
 SCATTER = """
 .chip tsp-v1

@@ -11,6 +11,9 @@ Rules (documented in docs/chip.md):
 
 from __future__ import annotations
 
+import hashlib
+import weakref
+
 import numpy as np
 
 from openlpu.errors import UserError
@@ -295,3 +298,19 @@ def _sum_to_fp32(a: np.ndarray, b: np.ndarray, c: np.ndarray, scale: float) -> n
 def mxm_kernel(dtype: str, weights: np.ndarray):
     """The multiply an MXM plane performs once `weights` ([N, K], int8 or fp16) are installed."""
     return Int8Kernel(weights) if dtype == "int8" else Fp16Kernel(weights)
+
+
+_kernels: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # (kind, digest) -> a kernel in use
+
+
+def shared_kernel(kernel: Int8Kernel | Fp16Kernel) -> Int8Kernel | Fp16Kernel:
+    """A kernel with the same installed weights as `kernel`, the first one asked for while it is in use: the
+    masks and folds a model's programs install recur in every layer and on every chip, and a kernel kept for
+    later runs holds its weights and their prepared parts."""
+    w = kernel.w if isinstance(kernel, Int8Kernel) else kernel.weights
+    key = (type(kernel).__name__, w.dtype.str, w.shape, hashlib.blake2b(w.tobytes(), digest_size=16).digest())
+    known = _kernels.get(key)
+    if known is not None and np.array_equal((known.w if isinstance(known, Int8Kernel) else known.weights), w):
+        return known
+    _kernels[key] = kernel
+    return kernel

@@ -7,6 +7,8 @@ between ops. The result knows where every tensor lives, so `run` packs inputs an
 
 from __future__ import annotations
 
+import hashlib
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +47,20 @@ from openlpu.sim import exact
 from openlpu.sim.result import RunResult
 from openlpu.sim.verify import verify
 
+_constants: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # digest -> constant rows in use
+
+
+def _shared_rows(rows: np.ndarray) -> np.ndarray:
+    """One read-only array for equal constant rows: a model's masks, folds and all-ones tiles recur in every
+    layer's program and on every chip, and each program keeps its constants."""
+    key = (rows.dtype.str, rows.shape, hashlib.blake2b(rows.tobytes(), digest_size=16).digest())
+    known = _constants.get(key)
+    if known is not None and np.array_equal(known, rows):
+        return known
+    rows = rows.copy()
+    rows.flags.writeable = False
+    _constants[key] = rows
+    return rows
 
 @dataclass
 class OpSpan:
@@ -106,7 +122,7 @@ class Ctx:
         name = f"__w{self._constants}"  # graph names may not start with "__"
         self._constants += 1
         self.builder.program.tensors[name] = Tensor(name, "int8", len(rows), (slice_,), addr)
-        self.builder.program.values[name] = rows
+        self.builder.program.values[name] = _shared_rows(rows)
 
     def place_tensor(self, node: Node, avoid: tuple[Placed, ...] = (), not_before: int | None = None,
                      whole: bool = False) -> Placed:

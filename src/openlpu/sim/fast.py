@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from openlpu.chip import numerics as nx
 from openlpu.chip.program import Program
 from openlpu.sim.fetch import PerVector, Store
 from openlpu.sim.fold import analyse
@@ -94,7 +95,7 @@ def _seed(plan: Plan, st: ChipState) -> None:
         fn(st, store)
         if k1 in fold.installs:
             plane = st.mxm[plan.chunks[plan.steps[k1][0]].batch.unit]
-            fold.kernels[k1] = (plane.mode, plane.kernel)
+            fold.kernels[k1] = (plane.mode, nx.shared_kernel(plane.kernel))
         for b in release:
             if b not in kept:
                 store.outs[b] = store.typed[b] = None
@@ -291,7 +292,7 @@ def _commit(ch: Chunk, issue, plan: Plan):
             for one, p in zip(issues, payloads, strict=True):
                 if scatter:  # the SRAM is kept for the next run, which puts these rows back
                     rows = plan.memory.log_scatter(one.slice, p[0])
-                    if plan.fold and not plan.fold.allowed[rows].all():
+                    if plan.fold and not np.isin(rows, plan.fold.allowed, assume_unique=True).all():
                         raise _Misguessed
                 commit(st, one, p)
         return vector_by_vector

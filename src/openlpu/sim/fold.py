@@ -36,7 +36,7 @@ class Fold:
     installs: set[int]  # steps (a static IW's commit) that install the weights kept from the seeding run
     restores: dict[int, list]  # step (a running IW's read) -> [(plane, weight buffer rows to put back)]
     kept: list[int]  # static batches whose values running chunks fetch
-    allowed: np.ndarray  # per SRAM row (Sram.rows): may a SCATTER write it
+    allowed: np.ndarray  # the SRAM rows (Sram.rows, sorted) a SCATTER may write
     # kept by the seeding run
     values: dict = field(default_factory=dict)  # batch -> (outputs, typed payload)
     kernels: dict = field(default_factory=dict)  # install step -> (mode, installed weights)
@@ -48,10 +48,11 @@ class Fold:
 def analyse(plan: Plan, program, memory, variable: frozenset[str]) -> Fold:
     chip = program.chip
     A = chip.mem_addresses
-    var = np.zeros(len(memory.tensors) + 1, bool)  # by owner; the last entry for rows no tensor holds
+    var = np.zeros(len(memory.tensors), bool)  # by tensor
     for name in variable:
         var[memory.order[name]] = True
-    sram = var[memory.owner]
+    sram = np.zeros(len(memory.sram.rows), bool)  # per SRAM row: does it hold a varying tensor's value
+    sram[memory.held] = var[memory.held_by]
     allowed = sram.copy()
     writer = np.full(len(sram), -1, np.int64)  # the chunk that last wrote each row
     bs = plan.batches
@@ -157,7 +158,7 @@ def analyse(plan: Plan, program, memory, variable: frozenset[str]) -> Fold:
     partial = {ch.batch.id for c, ch in enumerate(plan.chunks) if not running[c]}
     kept = {w for c, ch in enumerate(plan.chunks) if running[c] for f in (*ch.fetches, ch.link)
             for w in getattr(f, "sources", ()) if w in partial}
-    return Fold(variable, running, installs, restores, sorted(kept), allowed)
+    return Fold(variable, running, installs, restores, sorted(kept), np.flatnonzero(allowed))
 
 
 def _rows(base: int, addr) -> np.ndarray:

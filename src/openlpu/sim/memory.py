@@ -44,15 +44,19 @@ class Memory:
         self.order = {t.name: i for i, t in enumerate(self.tensors)}
         self.values: dict[str, np.ndarray | None] = {}
         self.planes: dict[str, list[np.ndarray]] = {}  # byte planes of each stored tensor's initial value
-        # per SRAM row: the tensor whose initial value it holds (-1: none, zeros) and which of its planes
-        self.owner = np.full(len(self.sram.rows), -1, np.int32)
-        self.plane = np.zeros(len(self.sram.rows), np.int8)
+        rows, owners, planes = [np.zeros(0, np.int64)], [np.zeros(0, np.int32)], [np.zeros(0, np.int8)]
         for i, t in enumerate(self.tensors):
             if stored(t, program):
                 self._store(t, program)
                 for b, s in enumerate(t.slices):
-                    rows = self._rows(s, t.addr, t.rows)
-                    self.owner[rows], self.plane[rows] = i, b
+                    rows.append(self._rows(s, t.addr, t.rows))
+                    owners.append(np.full(t.rows, i, np.int32))
+                    planes.append(np.full(t.rows, b, np.int8))
+        # the SRAM rows that hold a tensor's initial value (sorted), the tensor (a later one where two share a
+        # row) and which of its planes: kept for those rows only, as a program holds few of the chip's 700k
+        rows, owners, planes = (np.concatenate(a)[::-1] for a in (rows, owners, planes))
+        self.held, last = np.unique(rows, return_index=True)
+        self.held_by, self.held_plane = owners[last], planes[last]
         # rows the program's WRITEs write
         written = [self.index[b.slice] * self.A + np.atleast_1d(b.args(0, b.n)["addr"]).ravel()
                    for b in batches if b.op.name == "WRITE"]
@@ -94,7 +98,7 @@ class Memory:
             if shadowed is None:
                 i = self.order[name]
                 rows = np.concatenate([self._rows(s, t.addr, t.rows) for s in t.slices])
-                shadowed = self.shadowed[name] = rows[self.owner[rows] != i]
+                shadowed = self.shadowed[name] = rows[self.owner(rows)[0] != i]
             self._restore(shadowed)
         return self.sram, changed
 
@@ -105,17 +109,25 @@ class Memory:
         self.scattered.append(rows)
         return rows
 
+    def owner(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per SRAM row: the tensor whose initial value it holds (its index, -1: none, zeros) and which plane."""
+        if not len(self.held):
+            return np.full(len(rows), -1, np.int32), np.zeros(len(rows), np.int8)
+        at = np.minimum(np.searchsorted(self.held, rows), len(self.held) - 1)
+        hit = self.held[at] == rows
+        return np.where(hit, self.held_by[at], -1), np.where(hit, self.held_plane[at], 0)
+
     def _restore(self, rows: np.ndarray) -> None:
         """Put the rows back as the program's tensors leave them before it runs."""
         if not len(rows):
             return
-        owner = self.owner[rows]
+        owner, plane = self.owner(rows)
         self.sram.rows[rows[owner < 0]] = 0
         owned = owner >= 0
         if not owned.any():
             return
-        rows, owner = rows[owned], owner[owned]
-        key = owner.astype(np.int64) * 8 + self.plane[rows]
+        rows, owner, plane = rows[owned], owner[owned], plane[owned]
+        key = owner.astype(np.int64) * 8 + plane
         order = np.argsort(key, kind="stable")
         rows, key = rows[order], key[order]
         starts = np.flatnonzero(np.diff(key, prepend=-1))
