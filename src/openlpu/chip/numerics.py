@@ -229,7 +229,6 @@ class Fp16Kernel:
         self._n, self._k = (_span(np.flatnonzero(nonzero.any(axis=a))) for a in (1, 0))
         self._w = self.weights[self._n][:, self._k].astype(np.float64)
         self._w_abs = np.abs(self._w)
-        self._w_split = None
 
     def _exact(self, acts: np.ndarray) -> np.ndarray:
         if self._w is None:
@@ -245,17 +244,17 @@ class Fp16Kernel:
         lo, hi = (s - err).astype(np.float32), (s + err).astype(np.float32)
         part = s.astype(np.float32)
         zero = bound == 0  # every product is +-0
-        unsure = ~(((lo == hi) & ((lo > 0) | (hi < 0))) | zero).all(axis=1)
-        if unsure.any():
-            part[unsure] = self._split_exact(a[unsure])
+        unsure = ~(((lo == hi) & ((lo > 0) | (hi < 0))) | zero)
+        if unsure.any():  # only those sums are done exactly: a row or two of a column or two
+            r, n = (np.flatnonzero(unsure.any(axis=axis)) for axis in (1, 0))
+            part[np.ix_(r, n)] = self._split_exact(a[r], self._w[n])
         part[zero] = 0.0
         out[:, self._n] = part
         return out.reshape(*acts.shape[:-1], len(self.weights))
 
-    def _split_exact(self, a: np.ndarray) -> np.ndarray:
-        if self._w_split is None:
-            self._w_split = _split(self._w)
-        w_hi, w_lo = self._w_split
+    @staticmethod
+    def _split_exact(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+        w_hi, w_lo = _split(w)
         a_hi, a_lo = _split(a)
         hh = a_hi @ w_hi.T
         mid = a_hi @ w_lo.T + a_lo @ w_hi.T  # two sums of integers below 2^49: their sum is exact
