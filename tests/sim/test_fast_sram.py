@@ -11,6 +11,9 @@ from openlpu.chip.asm import assemble, load
 from openlpu.chip.spec import get_chip
 from openlpu.compiler.compile import compile
 from openlpu.compiler.graph import Graph
+from openlpu.models.registry import load_model
+from openlpu.models.tiny_gguf import write_tiny_gguf
+from openlpu.runtime.lpu_engine import LpuEngine
 from openlpu.sim import exact, fast
 
 
@@ -133,3 +136,18 @@ def test_a_row_written_then_partly_scattered_over_is_read_whole(rows):
         program.set_input("addrs", rng.choice(rows, (1, 320)))
         program.set_input("src", rng.integers(-128, 128, (1, 320)))
         assert_same(program)
+
+
+def test_a_decode_step_keeps_its_all_zero_values_once(tmp_path):
+    # a later run reads the zero rows of attention's one-row Gram loads from the seeding run: most of what a
+    # decode step keeps, and the same zeros in every program
+    model = load_model(str(write_tiny_gguf(tmp_path / "tiny.gguf")))
+    engine = LpuEngine(model, "fp16", executor="fast", prefill_tokens=1)
+    engine.generate(model.tokenizer.encode("hello there"), 4, ())
+    (step,) = engine._steps.values()
+    fold = fast.plan_for(step.stages[0].compiled.program).fold
+    kept = [o for outs, _ in fold.values.values() if outs for o in outs]
+    zeros = [o for o in kept if o.dtype.kind in "uib" and not o.any()]
+    assert len(zeros) > len(kept) // 2
+    assert len({id(o) for o in zeros}) == len({(o.shape, o.dtype.str) for o in zeros})
+    assert not any(o.flags.writeable for o in zeros)

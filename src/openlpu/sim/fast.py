@@ -99,7 +99,7 @@ def _seed(plan: Plan, st: ChipState) -> None:
         for b in release:
             if b not in kept:
                 store.outs[b] = store.typed[b] = None
-    fold.values = {b: (store.outs[b], store.typed[b]) for b in fold.kept}
+    fold.values = {b: (_zeros_shared(store.outs[b]), store.typed[b]) for b in fold.kept}
     steps = [k for k, (c, _) in enumerate(plan.steps) if fold.running[c]]
     with _gc_paused():
         compiled = _compile(plan, st.chip, steps, releases([plan.steps[k] for k in steps], plan.chunks))
@@ -108,6 +108,27 @@ def _seed(plan: Plan, st: ChipState) -> None:
     # in step order; a buffer put back goes before the IW that reads it
     entries = [(e[2], 1, e) for e in compiled] + [(k, 0, (fn, [], k, k)) for k, fn in extra]
     fold.compiled, fold.seeded = [e for _, _, e in sorted(entries, key=lambda x: x[:2])], True
+
+
+_zeros: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # (shape, dtype) -> read-only zeros
+
+
+def _zeros_shared(outputs: list | None) -> list | None:
+    """Kept outputs, the all-zero ones (the zero rows of one-row Gram matrices' loads, most of what a decode
+    step keeps) as one read-only array per shape, for every program."""
+    if not outputs:
+        return outputs
+    kept = []
+    for o in outputs:
+        if isinstance(o, np.ndarray) and o.dtype.kind in "uib" and o.size and not o.any():  # -0.0 is no zero here
+            key = (o.shape, o.dtype.str)
+            zeros = _zeros.get(key)
+            if zeros is None:
+                zeros = _zeros[key] = np.zeros(o.shape, o.dtype)
+                zeros.flags.writeable = False
+            o = zeros
+        kept.append(o)
+    return kept
 
 
 def _kept(plan: Plan) -> Store:
