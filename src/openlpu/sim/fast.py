@@ -220,11 +220,10 @@ def _reads(reads: list, chip, index: dict[str, int]) -> tuple:
     rows, members, release, at = [], [], [], 0
     for ch, issue, dropped, _ in reads:
         addr = issue.args["addr"]
-        addr = np.arange(addr.start, addr.stop) if isinstance(addr, slice) else np.asarray(addr)
-        rows.append(index[ch.batch.slice] * chip.mem_addresses + addr)
-        members.append((ch.batch.id, issue, at, at + len(addr)))
+        rows.append(Sram.row(index[ch.batch.slice], chip.mem_addresses, addr))
+        members.append((ch.batch.id, issue, at, at + len(rows[-1])))
         release += dropped
-        at += len(addr)
+        at += len(rows[-1])
     rows = np.concatenate(rows)
 
     def fn(st, store):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from openlpu.sim.plan import COMMIT, READ, Plan
+from openlpu.sim.state import Sram
 
 _ALWAYS = frozenset({"CONFIG", "DESKEW", "SCATTER"})  # cheap, or checked as they run
 
@@ -86,7 +87,7 @@ def analyse(plan: Plan, program, memory, variable: frozenset[str]) -> Fold:
                     t[at] |= dv[bs[w].v0:bs[w].v0 + bs[w].n][rows]
             read = np.zeros(0, np.int64)  # the chunks whose ChipState this one reads
             if name in ("READ", "GATHER"):
-                rows = _rows(memory.index[b.slice] * A, a["addr"] if name == "READ" else slice(0, A))
+                rows = Sram.row(memory.index[b.slice], A, a["addr"] if name == "READ" else slice(0, A))
                 t |= sram[rows] if name == "READ" else sram[rows].any()
                 read = writer[rows]
             elif name == "IW":
@@ -118,12 +119,12 @@ def analyse(plan: Plan, program, memory, variable: frozenset[str]) -> Fold:
         else:
             t = pending.pop(c)
         if name == "WRITE":
-            rows = _rows(memory.index[b.slice] * A, a["addr"])
+            rows = Sram.row(memory.index[b.slice], A, a["addr"])
             sram[rows], writer[rows] = t, c
         elif name == "SCATTER":
             # it may write any allowed row, or not: the rows keep their last writer (a SCATTER always runs)
-            base = memory.index[b.slice] * A
-            sram[base + np.flatnonzero(allowed[base:base + A])] |= t.any()
+            rows = Sram.row(memory.index[b.slice], A, slice(0, A))
+            sram[rows[allowed[rows]]] |= t.any()
         elif name == "LW":
             rows = np.add.outer(a["row"], np.arange(a["count"]))
             buf[u][rows] = t[:, None] if rows.ndim == 2 else t.any()
@@ -143,7 +144,7 @@ def analyse(plan: Plan, program, memory, variable: frozenset[str]) -> Fold:
     for t in program.tensors.values():  # an output's rows as the run leaves them
         if t.output:
             for s in t.slices:
-                needed.update(w for w in np.unique(writer[_rows(memory.index[s] * A, slice(t.addr, t.addr + t.rows))])
+                needed.update(w for w in np.unique(writer[Sram.row(memory.index[s], A, slice(t.addr, t.addr + t.rows))])
                               .tolist() if w >= 0 and not dyn[w])
     work = list(needed)
     while work:
@@ -159,9 +160,3 @@ def analyse(plan: Plan, program, memory, variable: frozenset[str]) -> Fold:
     kept = {w for c, ch in enumerate(plan.chunks) if running[c] for f in (*ch.fetches, ch.link)
             for w in getattr(f, "sources", ()) if w in partial}
     return Fold(variable, running, installs, restores, sorted(kept), np.flatnonzero(allowed))
-
-
-def _rows(base: int, addr) -> np.ndarray:
-    if isinstance(addr, slice):
-        return base + np.arange(addr.start, addr.stop)
-    return base + np.asarray(addr)

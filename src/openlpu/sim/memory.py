@@ -58,14 +58,14 @@ class Memory:
         self.held, last = np.unique(rows, return_index=True)
         self.held_by, self.held_plane = owners[last], planes[last]
         # rows the program's WRITEs write
-        written = [self.index[b.slice] * self.A + np.atleast_1d(b.args(0, b.n)["addr"]).ravel()
+        written = [Sram.row(self.index[b.slice], self.A, np.atleast_1d(b.args(0, b.n)["addr"]).ravel())
                    for b in batches if b.op.name == "WRITE"]
         self.written = np.unique(np.concatenate(written)) if written else np.zeros(0, np.int64)
         self.scattered: list[np.ndarray] = []  # rows SCATTERs wrote in the last run
         self.shadowed: dict[str, np.ndarray] = {}  # per tensor: its rows a later tensor overwrites
 
     def _rows(self, slice_: str, addr: int, rows: int) -> np.ndarray:
-        return self.index[slice_] * self.A + np.arange(addr, addr + rows)
+        return Sram.row(self.index[slice_], self.A, slice(addr, addr + rows))
 
     def _store(self, t, program: Program) -> None:
         value = program.values.get(t.name)
@@ -105,7 +105,7 @@ class Memory:
     def log_scatter(self, slice_: str, addrs: np.ndarray) -> np.ndarray:
         """The rows a SCATTER to `addrs` is about to write (as the ISA's SCATTER wraps them), logged before it
         writes them: a run that stops halfway is put back too."""
-        rows = self.index[slice_] * self.A + np.unique(addrs.astype(np.int64) % self.A)
+        rows = Sram.row(self.index[slice_], self.A, np.unique(addrs.astype(np.int64) % self.A))
         self.scattered.append(rows)
         return rows
 

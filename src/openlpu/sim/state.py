@@ -41,8 +41,8 @@ class Plane:
 
 class Sram(dict):
     """MEM slice name -> [addresses, lanes] bytes: views of one block, so that rows of several slices can be
-    gathered at once (`rows`: row `Sram.index(chip)[slice] * addresses + addr`). Its zeroed pages take no
-    memory until a program writes them."""
+    gathered at once (`rows`, whose rows `Sram.row` numbers). Its zeroed pages take no memory until a program
+    writes them."""
 
     def __init__(self, chip):
         index = Sram.index(chip)
@@ -57,6 +57,14 @@ class Sram(dict):
     @staticmethod
     def index(chip) -> dict[str, int]:
         return {name: i for i, name in enumerate(s for s in chip.floorplan if s.startswith("MEM"))}
+
+    @staticmethod
+    def row(i: int, addresses: int, addr) -> np.ndarray:
+        """The rows of `rows` that hold address(es) `addr` (an int, an array or a slice) of the slice `i`
+        (its `Sram.index`) on a chip of `addresses` (`mem_addresses`) per slice."""
+        if isinstance(addr, slice):
+            addr = np.arange(addr.start, addr.stop)
+        return i * addresses + np.asarray(addr)
 
 
 def stored(t, program: Program) -> bool:
