@@ -394,8 +394,12 @@ def pin_states(graph: Graph, chip: ChipSpec | str, rows: int) -> dict[str, Part]
     given to `compile(..., states=)`, every program of a model with at most `rows` rows of state (any cache
     bucket) finds its state at the same addresses, so SRAM carries it from one program to the next."""
     ctx = Ctx(get_chip(chip))
-    return {n.name: ctx.place_tensor(Node("state", (), (rows, n.cols), n.dtype, n.name), whole=True).parts[0]
-            for n in graph.nodes if n.op == "state"}
+    return {n.name: ctx.place_tensor(_region(n, rows), whole=True).parts[0] for n in graph.nodes if n.op == "state"}
+
+
+def _region(state: Node, rows: int) -> Node:
+    """The tensor a pinned state's region holds: the state with room for `rows` rows."""
+    return Node("state", (), (rows, state.cols), state.dtype, state.name)
 
 
 def _regions(ctx: Ctx, graph: Graph, states: dict[str, Part]) -> dict[str, Placed]:
@@ -409,7 +413,7 @@ def _regions(ctx: Ctx, graph: Graph, states: dict[str, Part]) -> dict[str, Place
             have = "no region" if part is None else f"a region of {part.rows} rows in {len(part.slices)} slice(s)"
             raise UserError(f"state {n.name}{list(n.shape)}:{n.dtype} has {have}: pin the states for the largest "
                             f"program with pin_states(graph, chip, rows).")
-        region = Placed(Node("state", (), (part.rows, n.cols), n.dtype, n.name), tiles(n.cols, ctx.chip.lanes), [part])
+        region = Placed(_region(n, part.rows), tiles(n.cols, ctx.chip.lanes), [part])
         ctx.alloc.take(part.slices, part.bank, part.addr, region.tiles * part.rows)
         out[n.name] = region
     return out
