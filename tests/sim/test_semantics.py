@@ -541,6 +541,25 @@ def test_fp16_mxm_kernel_on_sparse_weights_cancellations_and_zeros():
     same(nx.mxm_kernel("fp16", w)(x), fp16_matmul_exact(x, w))
 
 
+def test_fp16_mxm_kernel_on_a_selection_gives_each_product_exactly():
+    """Masks, folds and broadcasts hold one nonzero a row: each sum is one product, exact in fp32 even at the
+    ends of fp16's range (subnormal times subnormal, 65504 squared), and +0 where it is zero."""
+    rng = np.random.default_rng(4)
+    w = np.zeros((40, 24), np.float16)
+    picked = rng.integers(0, 24, 30)
+    w[np.arange(30), picked] = rng.standard_normal(30) * 2.0 ** rng.integers(-24, 15, 30)
+    w[30, 3], w[31, 5], w[32, 0] = 65504.0, 2.0**-24, -1.0  # rows 33..39 stay zero
+    x = (rng.standard_normal((6, 24)) * 2.0 ** rng.integers(-24, 15, (6, 24))).astype(np.float16)
+    x[0, 3], x[0, 5] = 65504.0, 2.0**-24
+    x[1] = -0.0  # products -0 or +0: the sum is +0
+    x[2, ::3] = 0.0
+    kernel = nx.mxm_kernel("fp16", w)
+    got = kernel(x)
+    assert kernel._pick is not None  # the selection path, not the general one
+    same(got, fp16_matmul_exact(x, w))
+    assert not np.signbit(got[1]).any()
+
+
 @pytest.mark.parametrize("via_buffers", [False, True])
 @pytest.mark.parametrize("mode", ["set", "acc"])
 def test_fp16_acc_sets_or_accumulates_in_fp32(mode, via_buffers):

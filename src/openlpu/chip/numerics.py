@@ -201,10 +201,11 @@ class Fp16Kernel:
 
     def __init__(self, weights: np.ndarray):
         self.weights = weights
-        self.finite = bool(((weights.view(np.uint16) & 0x7C00) != 0x7C00).all())  # exponent all ones: inf, NaN
         self._w = None  # the nonzero part as float64, made on first use
 
     def __call__(self, acts: np.ndarray) -> np.ndarray:
+        if self._w is None:
+            self._prepare()
         if acts.ndim > 1:  # a batch: vectors with an inf or NaN take the float64 path one by one, as alone
             rows = acts.reshape(-1, acts.shape[-1])
             exact = np.isfinite(rows).all(axis=1) & self.finite
@@ -225,16 +226,36 @@ class Fp16Kernel:
             return (acts.astype(np.float64) @ self.weights.astype(np.float64).T).astype(np.float32)
 
     def _prepare(self) -> None:
-        nonzero = (self.weights.view(np.uint16) & 0x7FFF) != 0
-        self._n, self._k = (_span(np.flatnonzero(nonzero.any(axis=a))) for a in (1, 0))
-        self._w = self.weights[self._n][:, self._k].astype(np.float64)
+        """The nonzero part: its rows found four values a word (most installed weights are one row or a few),
+        then its columns in those rows alone. Inf and NaN are nonzero, so `finite` needs only that part."""
+        bits = self.weights.view(np.uint16)
+        if bits.flags.c_contiguous and bits.shape[1] % 4 == 0:
+            rows = np.flatnonzero((bits.view(np.uint64) & 0x7FFF7FFF7FFF7FFF).any(axis=1))
+        else:
+            rows = np.flatnonzero((bits & 0x7FFF).any(axis=1))
+        nonzero = (bits[rows] & 0x7FFF) != 0
+        cols = np.flatnonzero(nonzero.any(axis=0))
+        self._n, self._k = _span(rows), _span(cols)
+        part = nonzero[:, cols]
+        block = self.weights[self._n][:, self._k]
+        self.finite = bool(((block.view(np.uint16) & 0x7C00) != 0x7C00).all())  # exponent all ones: inf, NaN
+        self._w = block.astype(np.float64)
         self._w_abs = np.abs(self._w)
+        # a selection (every output one product, as a mask's, a fold's or a broadcast's): products of two fp16
+        # values are exact in fp32, so each sum is its one product (a zero one +0, as a sum of +-0 products)
+        self._pick = None
+        if part.size and (part.sum(axis=1) == 1).all():
+            k = part.argmax(axis=1)
+            cols = np.arange(self.weights.shape[1])[self._k][k]
+            self._pick = (cols, self._w[np.arange(len(k)), k].astype(np.float32))
 
     def _exact(self, acts: np.ndarray) -> np.ndarray:
-        if self._w is None:
-            self._prepare()
         rows = acts.reshape(-1, acts.shape[-1])
         out = np.zeros((len(rows), len(self.weights)), np.float32)
+        if self._pick is not None:
+            cols, w = self._pick
+            out[:, self._n] = rows[:, cols].astype(np.float32) * w + np.float32(0)
+            return out.reshape(*acts.shape[:-1], len(self.weights))
         a = rows[:, self._k].astype(np.float64)
         s = a @ self._w.T
         # |s - exact| <= K u / (1 - K u) * sum|p|; the bound is itself rounded, and so are s -+ err: 4 (K + 1) u
