@@ -62,6 +62,7 @@ def _shared_rows(rows: np.ndarray) -> np.ndarray:
     _constants[key] = rows
     return rows
 
+
 @dataclass
 class OpSpan:
     """Where an op landed in the schedule: its first issue and the cycle its result is complete."""
