@@ -40,8 +40,8 @@ def test_serve_starts_on_a_free_port_and_answers(tiny_path, tmp_path):
             except httpx.ConnectError:
                 time.sleep(0.05)
         assert health["slots"] == 3 and health["pace"] == "lpu"
-        # the background warm-up compiles the one step shape a 1-token sequence needs, in each sampling mode,
-        # and says so
+        # the background warm-up compiles the one step shape a 1-token sequence needs, in each sampling mode
+        # (nucleus last), and says so
         for i, mode in enumerate(("greedy", "sample", "nucleus")):
             assert proc.stderr.readline().startswith(f"openlpu serve: step program {i + 1} of 3 ready: 1 x 64 (rows "
                                                      f"x cache slots) {mode}, ")

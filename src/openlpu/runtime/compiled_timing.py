@@ -150,12 +150,13 @@ class CompiledTiming:
     def warm(self, tokens: int, on_step: Callable[[StepProgram, int, int], None] = lambda p, i, n: None,
              modes: tuple[str, ...] = SAMPLING) -> None:
         """Make sure the steps of sequences up to `tokens` long are known in each sampling mode, shortest cache
-        first (a request's default temperature of 1 samples, so greedy programs alone would leave it waiting)."""
+        first (a request's default temperature of 1 samples, so greedy programs alone would leave it waiting);
+        the nucleus programs, for the rarer requests with a top_p, after all the others."""
         tokens = min(tokens, self.model.config.context)
         shapes = {(1, self.bucket(cached)) for cached in range(1, tokens)}  # a decode step leaves at most tokens - 1
         shapes |= set(self.prefill_steps(tokens))
         order = sorted(((rows, cache_len, mode) for rows, cache_len in shapes for mode in modes),
-                       key=lambda shape: (shape[1], shape[0], SAMPLING.index(shape[2])))
+                       key=lambda shape: (shape[2] == "nucleus", shape[1], shape[0], SAMPLING.index(shape[2])))
         for i, (rows, cache_len, mode) in enumerate(order):
             on_step(self.step(cache_len, rows, mode), i + 1, len(order))
 
