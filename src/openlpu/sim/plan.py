@@ -132,16 +132,18 @@ class _Events:
             return [np.zeros(0, np.int64) for _ in range(6)]
         r = np.array(self.rows, np.int64).T.copy()  # contiguous columns: repeat is slow on strided ones
         n = r[8]
-        each = [np.repeat(col, n) for col in r]
-        vec = each[7] + np.arange(self.size) - np.repeat(np.cumsum(n) - n, n)
-        write = each[6].astype(bool)
-        loc = each[0]
+        # a column per event only where every event needs it (tens of millions of events: the expansion is
+        # most of this function's time); the stream's direction, index and position for the stream rows alone
+        loc, grp, plane = (np.repeat(r[i], n) for i in (0, 9, 10))
+        write, per_vector, stream = (np.repeat(r[i].astype(bool), n) for i in (6, 1, 2))
+        vec = np.repeat(r[7] - (np.cumsum(n) - n), n) + np.arange(self.size)
         if self.per_vector:
-            loc[each[1].astype(bool)] = np.concatenate(self.per_vector)
-        stream = each[2].astype(bool)
+            loc[per_vector] = np.concatenate(self.per_vector)
+        streams = r[2].astype(bool)
         cycles = np.where(write, vs.wc[vec], vs.rc[vec])[stream]
-        loc[stream] = locs.stream(each[3][stream], each[4][stream], each[5][stream], cycles)
-        return [loc, np.where(write, vs.kc[vec], vs.kr[vec]), write, vec, each[9], each[10]]
+        direction, index, position = (np.repeat(r[i][streams], n[streams]) for i in (3, 4, 5))
+        loc[stream] = locs.stream(direction, index, position, cycles)
+        return [loc, np.where(write, vs.kc[vec], vs.kr[vec]), write, vec, grp, plane]
 
 
 class _Locs:
