@@ -143,11 +143,18 @@ class SramAllocator:
         fits, else the bottom of the fresh room of the group that has the most. Returns (slices, bank, addr)."""
         when = FRESH if not_before is None else not_before
         best = None  # (key, slices, bank, addr)
+        free: dict[tuple[str, int], list[tuple[int, int]]] = {}  # a slice's runs, shared by the groups it is in
+
+        def runs_of(s: str, bank: int) -> list[tuple[int, int]]:
+            if (s, bank) not in free:
+                free[s, bank] = self._runs(s, bank, when)
+            return free[s, bank]
+
         for group in candidates:
             for bank in range(self.chip.mem_banks):
-                runs = self._runs(group[0], bank, when)
+                runs = runs_of(group[0], bank)
                 for s in group[1:]:
-                    runs = _intersect(runs, self._runs(s, bank, when))
+                    runs = _intersect(runs, runs_of(s, bank))
                 top = min(self._top(s, bank)[0] for s in group)
                 for start, end in runs:
                     if end - start < count:
