@@ -120,8 +120,14 @@ class Buckets:
             self.cells.setdefault(b, []).append(item)
 
     def near(self, lo: int, hi: int):
+        first, last = lo // self.WIDTH, (hi - 1) // self.WIDTH
+        if first == last:  # most queries: one cell, whose items are there once each
+            return self.cells.get(first, ())
+        return self._spread(first, last)
+
+    def _spread(self, first: int, last: int):
         seen = set()
-        for b in range(lo // self.WIDTH, (hi - 1) // self.WIDTH + 1):
+        for b in range(first, last + 1):
             for item in self.cells.get(b, ()):
                 if id(item) not in seen:
                     seen.add(id(item))
