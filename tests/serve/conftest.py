@@ -32,10 +32,11 @@ def step_cycles_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def engine(tiny, step_cycles_dir) -> ReferenceEngine:
-    """The shared servers' engine, its step programs for up to 64 tokens compiled first (as `openlpu serve`
-    warms them), so that no short request waits for a compile past a client's timeout."""
+    """The shared servers' engine, its greedy and sampling step programs for up to 64 tokens compiled first (as
+    `openlpu serve` warms them; no test asks for a nucleus), so that no short request waits for a compile past a
+    client's timeout."""
     served = tiny_engine(tiny, step_cycles_dir)
-    served.timing.warm(64)
+    served.timing.warm(64, modes=("greedy", "sample"))
     return served
 
 
