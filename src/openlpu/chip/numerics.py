@@ -11,11 +11,11 @@ Rules (documented in docs/chip.md):
 
 from __future__ import annotations
 
-import hashlib
 import weakref
 
 import numpy as np
 
+from openlpu.chip.shared import shared
 from openlpu.errors import UserError
 
 DTYPES: dict[str, np.dtype] = {
@@ -246,8 +246,7 @@ class Fp16Kernel:
         self._pick = None
         if part.size and (part.sum(axis=1) == 1).all():
             k = part.argmax(axis=1)
-            cols = np.arange(self.weights.shape[1])[self._k][k]
-            self._pick = (cols, self._w[np.arange(len(k)), k].astype(np.float32))
+            self._pick = (cols[k], self._w[np.arange(len(k)), k].astype(np.float32))
 
     def _exact(self, acts: np.ndarray) -> np.ndarray:
         rows = acts.reshape(-1, acts.shape[-1])
@@ -320,17 +319,14 @@ def mxm_kernel(dtype: str, weights: np.ndarray):
     return Int8Kernel(weights) if dtype == "int8" else Fp16Kernel(weights)
 
 
-_kernels: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # (kind, digest) -> a kernel in use
+_kernels: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # id of shared weights -> their kernel
 
 
 def shared_kernel(kernel: Int8Kernel | Fp16Kernel) -> Int8Kernel | Fp16Kernel:
-    """A kernel with the same installed weights as `kernel`, the first one asked for while it is in use: the
-    masks and folds a model's programs install recur in every layer and on every chip, and a kernel kept for
-    later runs holds its weights and their prepared parts."""
-    w = kernel.w if isinstance(kernel, Int8Kernel) else kernel.weights
-    key = (type(kernel).__name__, w.dtype.str, w.shape, hashlib.blake2b(w.tobytes(), digest_size=16).digest())
-    known = _kernels.get(key)
-    if known is not None and np.array_equal((known.w if isinstance(known, Int8Kernel) else known.weights), w):
-        return known
-    _kernels[key] = kernel
-    return kernel
+    """A kernel with the same installed weights as `kernel`, the first one asked for while it is in use: a
+    kernel kept for later runs holds its weights and their prepared parts, and every layer's program installs
+    the same masks and folds."""
+    attr = "w" if isinstance(kernel, Int8Kernel) else "weights"
+    weights = shared(getattr(kernel, attr))
+    setattr(kernel, attr, weights)  # held by the kernel, so its id stays the key while the kernel lives
+    return _kernels.setdefault(id(weights), kernel)

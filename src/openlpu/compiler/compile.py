@@ -7,8 +7,6 @@ between ops. The result knows where every tensor lives, so `run` packs inputs an
 
 from __future__ import annotations
 
-import hashlib
-import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +15,7 @@ from openlpu.chip import numerics as nx
 from openlpu.chip.builder import Builder
 from openlpu.chip.operands import Ref
 from openlpu.chip.program import Instr, Program, Tensor
+from openlpu.chip.shared import shared
 from openlpu.chip.spec import ChipSpec, get_chip
 from openlpu.compiler.alloc import SramAllocator, SramFull
 from openlpu.compiler.graph import (
@@ -46,21 +45,6 @@ from openlpu.errors import UserError
 from openlpu.sim import exact
 from openlpu.sim.result import RunResult
 from openlpu.sim.verify import verify
-
-_constants: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # digest -> constant rows in use
-
-
-def _shared_rows(rows: np.ndarray) -> np.ndarray:
-    """One read-only array for equal constant rows: a model's masks, folds and all-ones tiles recur in every
-    layer's program and on every chip, and each program keeps its constants."""
-    key = (rows.dtype.str, rows.shape, hashlib.blake2b(rows.tobytes(), digest_size=16).digest())
-    known = _constants.get(key)
-    if known is not None and np.array_equal(known, rows):
-        return known
-    rows = rows.copy()
-    rows.flags.writeable = False
-    _constants[key] = rows
-    return rows
 
 
 @dataclass
@@ -123,7 +107,7 @@ class Ctx:
         name = f"__w{self._constants}"  # graph names may not start with "__"
         self._constants += 1
         self.builder.program.tensors[name] = Tensor(name, "int8", len(rows), (slice_,), addr)
-        self.builder.program.values[name] = _shared_rows(rows)
+        self.builder.program.values[name] = shared(rows)  # masks and folds recur in every layer's program
 
     def place_tensor(self, node: Node, avoid: tuple[Placed, ...] = (), not_before: int | None = None,
                      whole: bool = False) -> Placed:

@@ -287,12 +287,9 @@ class LpuEngine:
 
     def _check_fits(self, graphs: list[Graph], k: int) -> None:
         """Stage k's constants alone must fit its chip's SRAM: say so before a long compile finds out."""
-        def weights(g: Graph) -> int:
-            return g.constant_bytes
-
-        if weights(graphs[k]) > self.chip.sram_bytes:
+        if graphs[k].constant_bytes > self.chip.sram_bytes:
             c, (lo, hi) = self.model.config, self.layers[k]
-            total = sum(weights(g) for g in graphs)
+            total = sum(g.constant_bytes for g in graphs)
             head = c.vocab * c.d_model
             per_param = total / (c.n_layers * c.layer_params + head)
 
@@ -307,7 +304,7 @@ class LpuEngine:
             other = [m for m in NUMERICS if m != self.numerics][0]
             raise UserError(
                 f"{self.model.name} at {self.numerics} has {total / 2**20:,.0f} MiB of weights and the stage of layers "
-                f"{lo}..{hi - 1} on one {self.chip.name} holds {weights(graphs[k]) / 2**20:,.0f} MiB, more than "
+                f"{lo}..{hi - 1} on one {self.chip.name} holds {graphs[k].constant_bytes / 2**20:,.0f} MiB, more than "
                 f"its {self.chip.sram_bytes / 2**20:,.0f} MiB of SRAM: {fix} or --numerics {other}.")
 
     def _bucket(self, n: int) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 
 from openlpu.chip import numerics as nx
 from openlpu.chip.program import Program
+from openlpu.chip.shared import shared
 from openlpu.sim.fetch import PerVector, Store
 from openlpu.sim.fold import analyse
 from openlpu.sim.memory import Memory
@@ -110,25 +111,10 @@ def _seed(plan: Plan, st: ChipState) -> None:
     fold.compiled, fold.seeded = [e for _, _, e in sorted(entries, key=lambda x: x[:2])], True
 
 
-_zeros: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # (shape, dtype) -> read-only zeros
-
-
 def _zeros_shared(outputs: list | None) -> list | None:
     """Kept outputs, the all-zero ones (the zero rows of one-row Gram matrices' loads, most of what a decode
-    step keeps) as one read-only array per shape, for every program."""
-    if not outputs:
-        return outputs
-    kept = []
-    for o in outputs:
-        if isinstance(o, np.ndarray) and o.dtype.kind in "uib" and o.size and not o.any():  # -0.0 is no zero here
-            key = (o.shape, o.dtype.str)
-            zeros = _zeros.get(key)
-            if zeros is None:
-                zeros = _zeros[key] = np.zeros(o.shape, o.dtype)
-                zeros.flags.writeable = False
-            o = zeros
-        kept.append(o)
-    return kept
+    step keeps) one array for every program (chip/shared.py)."""
+    return outputs and [shared(o) if isinstance(o, np.ndarray) and not o.any() else o for o in outputs]
 
 
 def _kept(plan: Plan) -> Store:
@@ -305,7 +291,6 @@ def _commit(ch: Chunk, issue, plan: Plan):
     commit, whole, i = b.op.commit, ch.whole, b.id
     if b.op.name in _ONE_BY_ONE:
         issues = ch.vector_issues()
-
         scatter = b.op.name == "SCATTER"
 
         def vector_by_vector(st, store, payloads):
