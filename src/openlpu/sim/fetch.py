@@ -10,6 +10,7 @@ takes the writer's payload as it is, with its own dtype.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -50,10 +51,19 @@ def _rows(rows: np.ndarray):
 ALL = slice(None)  # every vector of a read
 
 
-class Zero:
-    """Nothing reached the reader: zeros."""
+class Fetch:
+    """A fetch's `reads()` are [(writer batch, its rows, positions in the read)]; `sources` the writers."""
 
-    sources = ()
+    def reads(self) -> list:
+        raise NotImplementedError
+
+    @cached_property
+    def sources(self) -> tuple[int, ...]:
+        return tuple(dict.fromkeys(w for w, _, _ in self.reads()))
+
+
+class Zero(Fetch):
+    """Nothing reached the reader: zeros."""
 
     def __init__(self, m: int, dtype: str, lanes: int):
         self.shape, self.dtype = (m, lanes), nx.DTYPES[dtype]
@@ -65,11 +75,11 @@ class Zero:
         return []
 
 
-class Rows:
+class Rows(Fetch):
     """Whole elements of one output group of one batch (the common case: a stream read as written)."""
 
     def __init__(self, batch: int, group: int, rows, view):
-        self.sources, self.batch, self.group, self.rows, self.view = (batch,), batch, group, rows, view
+        self.batch, self.group, self.rows, self.view = batch, group, rows, view
 
     def __call__(self, store: Store) -> np.ndarray:
         a = store.outs[self.batch][self.group][self.rows]
@@ -79,11 +89,11 @@ class Rows:
         return [(self.batch, self.rows, ALL)]
 
 
-class Planes:
+class Planes(Fetch):
     """Byte planes off..off+w-1 of one output group of one batch (e.g. one byte of an int32 result)."""
 
     def __init__(self, batch: int, group: int, rows, off: int, dtype: str):
-        self.sources, self.batch, self.group, self.rows = (batch,), batch, group, rows
+        self.batch, self.group, self.rows = batch, group, rows
         self.off, self.w, self.dtype = off, nx.width(dtype), nx.DTYPES[dtype]
 
     def __call__(self, store: Store) -> np.ndarray:
@@ -96,12 +106,11 @@ class Planes:
         return [(self.batch, self.rows, ALL)]
 
 
-class Assembled:
+class Assembled(Fetch):
     """Any mix: byte plane by byte plane, vector by vector, from several writers (zeros where none)."""
 
     def __init__(self, m: int, dtype: str, lanes: int, pieces: list):
         self.shape, self.dtype, self.pieces = (m, lanes, nx.width(dtype)), nx.DTYPES[dtype], pieces
-        self.sources = tuple({p[0] for p in pieces})
 
     def __call__(self, store: Store) -> np.ndarray:
         out = np.zeros(self.shape, np.uint8)
@@ -113,12 +122,11 @@ class Assembled:
         return [(batch, rows, at) for batch, _, _, _, rows, at in self.pieces]
 
 
-class Stacked:
+class Stacked(Fetch):
     """Each byte plane whole from one byte-wide output group (a value read from SRAM, a plane a slice)."""
 
     def __init__(self, dtype: str, planes: list):
         self.dtype, self.planes = nx.DTYPES[dtype], planes  # per plane: (batch, group, rows)
-        self.sources = tuple({p[0] for p in planes})
 
     def __call__(self, store: Store) -> np.ndarray:
         outs = store.outs
@@ -128,11 +136,11 @@ class Stacked:
         return [(b, rows, ALL) for b, _, rows in self.planes]
 
 
-class Typed:
+class Typed(Fetch):
     """Payload rows of one batch (an ALU latch, a C2C link), in the dtype they were computed in."""
 
     def __init__(self, batch: int, rows):
-        self.sources, self.batch, self.rows = (batch,), batch, rows
+        self.batch, self.rows = batch, rows
 
     def __call__(self, store: Store) -> np.ndarray:
         return store.typed[self.batch][self.rows]
@@ -141,12 +149,11 @@ class Typed:
         return [(self.batch, self.rows, ALL)]
 
 
-class TypedAssembled:
+class TypedAssembled(Fetch):
     """Payload rows of several batches of one dtype, zeros where nothing was written."""
 
     def __init__(self, m: int, dtype: np.dtype, lanes: int, pieces: list):
         self.shape, self.dtype, self.pieces = (m, lanes), dtype, pieces
-        self.sources = tuple({p[0] for p in pieces})
 
     def __call__(self, store: Store) -> np.ndarray:
         out = np.zeros(self.shape, self.dtype)
@@ -158,12 +165,11 @@ class TypedAssembled:
         return self.pieces
 
 
-class PerVector:
+class PerVector(Fetch):
     """Payloads of different dtypes: no one array holds them, so the reader runs vector by vector."""
 
     def __init__(self, sources: list, dtype: str, lanes: int):
         self.each = sources  # per vector: (batch, row) or None
-        self.sources = tuple({s[0] for s in sources if s is not None})
         self.zero = np.zeros(lanes, nx.DTYPES[dtype])
 
     def one(self, store: Store, j: int) -> np.ndarray:
